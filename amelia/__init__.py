@@ -1,0 +1,3 @@
+"""Amelia: Make for LLM agents."""
+
+__version__ = "0.1.0"

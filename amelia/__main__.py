@@ -1,0 +1,3 @@
+from amelia.entry import main
+
+main()

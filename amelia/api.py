@@ -1,0 +1,231 @@
+"""The Python API, and the one chain the CLI and `watch` walk:
+load → validate → resolve → graph → fingerprint → plan → compile → run → record.
+
+Heavy modules (yaml, jsonschema, networkx, langgraph, rich) are imported only on
+the branch that needs them: an unchanged pipeline with nothing stale imports none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .errors import AmeliaError, StaleOutputs, StepsFailed, UsageError
+from .spec import SPEC_FORMAT_VERSION, Pipeline, canonical_json
+
+DEFAULT_FILE = "amelia.yaml"
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    file: str | None = None
+    params: tuple = ()  # (name, raw value) pairs from -p
+    jobs: int = 0  # 0: the number of cores
+    force: tuple = ()
+    force_all: bool = False
+    only: tuple = ()
+    dry_run: bool = False
+    check: bool = False
+    json: bool = False
+    verbose: bool = False
+    wait: bool = False
+    argv: tuple = field(default_factory=tuple)
+
+
+def pipeline_path(file: str | None) -> str:
+    if file:
+        return file
+    if os.path.exists(DEFAULT_FILE):
+        return DEFAULT_FILE
+    for alt in ("amelia.yml",):
+        if os.path.exists(alt):
+            return alt
+    raise UsageError(f"no {DEFAULT_FILE} in {os.getcwd()}",
+                     hint="pass a pipeline file, e.g. `amelia run pipelines/sdlc.yaml`, or create amelia.yaml")
+
+
+def _read(path: str) -> bytes:
+    from .loader import MAX_FILE_BYTES, load_file
+
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        load_file(path)  # raises the located, friendly error
+        raise
+
+
+def _digest(path: str, raw: bytes, overrides: dict) -> str:
+    h = hashlib.sha256()
+    h.update(f"amelia {VERSION} spec {SPEC_FORMAT_VERSION}\0{os.path.abspath(path)}\0".encode())
+    h.update(canonical_json(overrides).encode() + b"\0")
+    h.update(raw)
+    return h.hexdigest()
+
+
+def resolve_file(path: str, overrides: dict, raw: bytes | None = None, digest: str = "") -> Pipeline:
+    """The full, uncached chain: parse, schema-validate, resolve, check the graph."""
+    from . import resolve, schema
+    from .errors import raise_all
+    from .loader import load_bytes
+
+    raw = _read(path) if raw is None else raw
+    loaded = load_bytes(raw, path)
+    if not isinstance(loaded.data, dict):
+        from .errors import Location, PipelineError
+
+        raise PipelineError("a pipeline file is a mapping of keys", Location(path, 1, 1),
+                            "start with `amelia: 1` and a `steps:` mapping")
+    raise_all(schema.validate(loaded))
+    digest = digest or _digest(path, raw, overrides)
+    sources = ((path, hashlib.sha256(raw).hexdigest()),)
+    return resolve.resolve(loaded, path, overrides, digest, sources)
+
+
+def _declares_root(raw: bytes) -> bool:
+    return raw.startswith(b"root:") or b"\nroot:" in raw
+
+
+def open_project(file: str | None, params=(), create: bool = True):
+    """(Pipeline, Store): the resolved pipeline from the store's cache when the bytes match."""
+    from .resolve import find_root
+    from .store import Store, exists
+
+    path = pipeline_path(file)
+    overrides = dict(params)
+    raw = _read(path)
+    digest = _digest(path, raw, overrides)
+    if _declares_root(raw):
+        pipeline = resolve_file(path, overrides, raw, digest)
+        root = pipeline.root
+    else:
+        root, pipeline = find_root(path), None
+    if not create and not exists(root):
+        return (pipeline or resolve_file(path, overrides, raw, digest)), None
+    store = Store(root)
+    if pipeline is None:
+        cached = store.state.pipeline(digest)
+        if cached is not None:
+            pipeline = Pipeline.from_json(cached)
+        else:
+            pipeline = resolve_file(path, overrides, raw, digest)
+            store.state.save_pipeline(digest, pipeline.to_json())
+    return pipeline, store
+
+
+def validate(file: str | None, params=()) -> Pipeline:
+    path = pipeline_path(file)
+    return resolve_file(path, dict(params))
+
+
+def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
+    """Fingerprint every selected step and decide; returns (Plan, FileStates)."""
+    from . import planner
+    from .fingerprint import FileStates, fingerprint
+
+    by_id = pipeline.by_id()
+    for sid in tuple(force) + tuple(only):
+        if sid not in by_id:
+            from .errors import did_you_mean
+
+            raise UsageError(f"unknown step '{sid}'", hint=did_you_mean(sid, by_id) or
+                             f"steps are: {', '.join(by_id)}")
+    selected = planner.selection(pipeline, tuple(only)) if only else None
+    states = FileStates(pipeline.root, store.state.file_states())
+    fps = {s.id: fingerprint(s, states, pipeline) for s in pipeline.steps
+           if selected is None or s.id in selected}
+    records = store.state.record_heads(fps)
+    plan = planner.plan(pipeline, fps, records, frozenset(force), force_all, selected)
+    return plan, states
+
+
+def explained(plan, store):
+    """The plan with a reason on every step that runs (read from the last good record)."""
+    from .planner import RUN, Decision, explain
+
+    out = []
+    for d in plan.decisions:
+        if d.action == RUN and not d.reasons:
+            d = Decision(d.step, d.action, explain(d.material, store.state.latest_detail(d.step)),
+                         d.key, d.material, d.outputs, d.restore)
+        out.append(d)
+    return out
+
+
+def new_run_id() -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(2).hex()
+
+
+def run(opts: RunOptions, out=None) -> dict:
+    """Plan and run; raises StepsFailed / StaleOutputs / AmeliaError for the CLI to map."""
+    out = out or sys.stdout
+    pipeline, store = open_project(opts.file, opts.params)
+    try:
+        if not (opts.dry_run or opts.check):
+            store.lock.acquire(wait=opts.wait)
+        plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
+        if opts.dry_run or opts.check:
+            decisions = explained(plan, store)
+            store.state.save_file_states(states.updates)
+            from .render import plan_json, plan_text
+
+            out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
+            if opts.check and plan.stale():
+                n = len(plan.stale())
+                raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
+                                   hint="run `amelia run` and commit the outputs")
+            return {"status": "ok", "plan": decisions}
+        from . import events as ev
+        from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
+        from .runner import Runner
+
+        run_id = new_run_id()
+        bus = ev.Bus()
+        bus.subscribe(RecordReporter(store.state, list(opts.argv)))
+        if opts.json:
+            bus.subscribe(JsonReporter(out))
+        elif plan.stale() and _is_tty(out):
+            from .reporters.live import LiveReporter
+
+            bus.subscribe(LiveReporter(opts.verbose))
+        else:
+            bus.subscribe(PlainReporter(out, opts.verbose))
+        bus.subscribe(LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log")))
+        jobs = opts.jobs or os.cpu_count() or 1
+        runner = Runner(pipeline, plan, store, states, bus, run_id, jobs,
+                        frozenset(opts.force), opts.force_all)
+        result = runner.run()
+        store.state.save_file_states(states.updates)
+        result["run_id"] = run_id
+        if result["status"] == "interrupted":
+            from .errors import Interrupted
+
+            raise Interrupted("interrupted")
+        if result["status"] == "failed":
+            n = result["counts"]["failed"]
+            raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
+        return result
+    finally:
+        store.close()
+
+
+def _is_tty(stream) -> bool:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def report_error(e: AmeliaError, as_json: bool = False, stream=None) -> int:
+    stream = stream or sys.stderr
+    if as_json:
+        import json
+
+        stream.write(json.dumps({"error": e.to_dict()}) + "\n")
+    else:
+        stream.write(e.render() + "\n")
+    return e.exit_code

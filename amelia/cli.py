@@ -1,0 +1,246 @@
+"""The command line: parse flags, call api, render, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import api
+from .entry import run_command
+from .errors import AmeliaError, UsageError
+
+FILE_ARG = click.argument("file", required=False, metavar="[FILE]")
+
+
+def _guard(fn, as_json=False, debug=False):
+    try:
+        return fn()
+    except AmeliaError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(api.report_error(e, as_json))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(api.VERSION, prog_name="amelia")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Make for LLM agents: run the steps of amelia.yaml whose inputs changed.
+
+    FILE is a pipeline file; without it, amelia.yaml in the current directory.
+    """
+    ctx.obj = {"debug": debug}
+
+
+def _run_options(fn):
+    opts = [
+        FILE_ARG,
+        click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+                     help="Set a param (repeatable)."),
+        click.option("--json", "json_", is_flag=True, help="JSON output."),
+        click.option("--force", multiple=True, metavar="STEP", help="Run STEP even if cached."),
+        click.option("--force-all", is_flag=True, help="Run every step."),
+        click.option("--only", multiple=True, metavar="STEP", help="Only STEP and its upstream."),
+        click.option("-v", "--verbose", is_flag=True, help="Also list cached steps."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+@cli.command()
+@_run_options
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Steps at once (default: number of cores).")
+@click.option("--dry-run", is_flag=True, help="Say what would run and why; run nothing.")
+@click.option("--check", is_flag=True, help="Exit 3 if anything is stale; run nothing.")
+@click.option("--wait", is_flag=True, help="Wait for another run in this project to finish.")
+@click.pass_context
+def run(ctx, file, params, json_, force, force_all, only, verbose, jobs, dry_run, check, wait):
+    """Run the steps whose inputs changed."""
+    fields = dict(file=file, params=list(params), json=json_, force=list(force), force_all=force_all,
+                  only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
+                  wait=wait, debug=ctx.obj["debug"])
+    sys.exit(run_command(fields, "run", sys.argv[1:]))
+
+
+@cli.command()
+@_run_options
+@click.pass_context
+def plan(ctx, file, params, json_, force, force_all, only, verbose):
+    """Say what `run` would do, and why."""
+    fields = dict(file=file, params=list(params), json=json_, force=list(force), force_all=force_all,
+                  only=list(only), verbose=verbose, debug=ctx.obj["debug"])
+    sys.exit(run_command(fields, "plan", sys.argv[1:]))
+
+
+@cli.command()
+@FILE_ARG
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def validate(ctx, file, params, json_):
+    """Check the pipeline file: schema, references, paths, cycles."""
+    from .entry import parse_param
+
+    def go():
+        pipeline = api.validate(file, tuple(parse_param(p) for p in params))
+        if json_:
+            click.echo(f'{{"valid": true, "pipeline": "{pipeline.name}", "steps": {len(pipeline.steps)}}}')
+        else:
+            click.echo(f"{pipeline.file}: ok ({len(pipeline.steps)} steps)")
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@FILE_ARG
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text")
+@click.pass_context
+def graph(ctx, file, params, fmt):
+    """Print the step graph (text, mermaid or dot)."""
+    from . import graph as graph_mod
+    from .entry import parse_param
+
+    def go():
+        pipeline = api.validate(file, tuple(parse_param(p) for p in params))
+        click.echo(graph_mod.render(pipeline, fmt), nl=False)
+
+    _guard(go, False, ctx.obj["debug"])
+
+
+def _store_for(file):
+    pipeline, store = api.open_project(file, (), create=False)
+    if store is None:
+        raise UsageError("no runs yet in this project", hint="run `amelia run` first")
+    return pipeline, store
+
+
+def _find_run(store, ref: str) -> str:
+    ids = store.state.run_ids()
+    if ref == "last":
+        if not ids:
+            raise UsageError("no runs yet", hint="run `amelia run` first")
+        return ids[0]
+    matches = [i for i in ids if i.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run '{ref}'", hint="`amelia runs` lists them")
+    raise UsageError(f"run id '{ref}' is ambiguous ({len(matches)} runs)", hint="give more characters")
+
+
+@cli.command()
+@FILE_ARG
+@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def runs(ctx, file, limit, json_):
+    """List recent runs."""
+    from .render import runs_text, to_json
+
+    def go():
+        _, store = _store_for(file)
+        rows = store.state.runs(limit)
+        click.echo(to_json(rows) if json_ else runs_text(rows), nl=False)
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN", default="last")
+@click.option("-f", "--file", default=None, help="Pipeline file.")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def show(ctx, run_ref, file, json_):
+    """Show one run: RUN is an id, a unique prefix, or `last`."""
+    from .render import show_text, to_json
+
+    def go():
+        _, store = _store_for(file)
+        run_ = store.state.run(_find_run(store, run_ref))
+        click.echo(to_json(run_) if json_ else show_text(run_), nl=False)
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.group()
+def cache():
+    """Inspect and maintain the cache in .amelia/."""
+
+
+@cache.command()
+@FILE_ARG
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def verify(ctx, file, json_):
+    """Re-hash every object; exit 4 if any is corrupt."""
+    from . import maintenance
+
+    def go():
+        _, store = _store_for(file)
+        report = maintenance.verify(store)
+        click.echo(report.render(json_), nl=False)
+        if report.bad:
+            sys.exit(4)
+
+    _guard(go, json_, ctx.parent.parent.obj["debug"])
+
+
+@cache.command()
+@FILE_ARG
+@click.option("--keep", default=3, show_default=True, help="Records to keep per step.")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def gc(ctx, file, keep, json_):
+    """Drop old records, unreferenced objects and old logs."""
+    from . import maintenance
+
+    def go():
+        pipeline, store = _store_for(file)
+        store.lock.acquire()
+        report = maintenance.gc(store, pipeline, keep)
+        click.echo(report.render(json_), nl=False)
+
+    _guard(go, json_, ctx.parent.parent.obj["debug"])
+
+
+@cache.command()
+@FILE_ARG
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def clear(ctx, file, yes):
+    """Forget every cached result (run history is kept)."""
+    from . import maintenance
+
+    def go():
+        _, store = _store_for(file)
+        if not yes and sys.stdin.isatty():
+            click.confirm("Forget every cached result?", abort=True)
+        store.lock.acquire()
+        maintenance.clear(store)
+        click.echo("cache cleared")
+
+    _guard(go, False, ctx.parent.parent.obj["debug"])
+
+
+@cli.command()
+def schema():
+    """Print the JSON Schema of amelia.yaml (for editors)."""
+    from .schema import schema_path
+
+    with open(schema_path(), encoding="utf-8") as f:
+        click.echo(f.read(), nl=False)
+
+
+def main(args=None):
+    try:
+        cli.main(args=args, prog_name="amelia", standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.stderr.write("amelia: interrupted\n")
+        sys.exit(130)

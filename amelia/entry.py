@@ -1,0 +1,122 @@
+"""The console script. `run` and `plan` with plain flags skip click entirely.
+
+A no-op run must cost less than click's import (DESIGN §3), so the common forms of
+`run`/`plan` are parsed here; anything else (help, unknown flags) goes to cli.py,
+which defines the same options for people and for --help.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# flag → (RunOptions field, takes a value, repeatable)
+RUN_FLAGS = {
+    "-p": ("params", True, True), "--param": ("params", True, True),
+    "-j": ("jobs", True, False), "--jobs": ("jobs", True, False),
+    "--force": ("force", True, True), "--only": ("only", True, True),
+    "--force-all": ("force_all", False, False), "--dry-run": ("dry_run", False, False),
+    "--check": ("check", False, False), "--json": ("json", False, False),
+    "--wait": ("wait", False, False), "-v": ("verbose", False, False),
+    "--verbose": ("verbose", False, False), "--debug": ("debug", False, False),
+}
+
+
+def parse_param(text: str) -> tuple:
+    from .errors import UsageError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"-p takes name=value, got {text!r}", hint='e.g. -p goal="Add password reset"')
+    return name.strip(), value
+
+
+def fast_parse(args: list) -> dict | None:
+    """RunOptions fields for the forms we know, else None (click then takes over)."""
+    got: dict = {"params": [], "force": [], "only": []}
+    files = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-") and a != "-":
+            flag, eq, inline = a.partition("=") if a.startswith("--") else (a[:2], "", a[2:])
+            if flag not in RUN_FLAGS:
+                return None
+            name, takes_value, repeat = RUN_FLAGS[flag]
+            if takes_value:
+                if eq or inline:
+                    value = inline
+                elif i + 1 < len(args):
+                    i += 1
+                    value = args[i]
+                else:
+                    return None
+                if name == "jobs":
+                    if not value.isdigit() or int(value) < 1:
+                        return None
+                    got["jobs"] = int(value)
+                elif repeat:
+                    got[name].append(value)
+            elif eq or inline:
+                return None
+            else:
+                got[name] = True
+        else:
+            files.append(a)
+        i += 1
+    if len(files) > 1:
+        return None
+    got["file"] = files[0] if files else None
+    return got
+
+
+def options_from(fields: dict, command: str, argv: list):
+    from .api import RunOptions
+
+    fields = dict(fields)
+    fields.pop("debug", None)
+    params = tuple(parse_param(p) for p in fields.pop("params", ()))
+    if command == "plan":
+        fields["dry_run"] = True
+    return RunOptions(params=params, force=tuple(fields.pop("force", ())),
+                      only=tuple(fields.pop("only", ())), argv=tuple(argv), **fields)
+
+
+def run_command(fields: dict, command: str, argv: list) -> int:
+    """Run or plan, mapping errors to exit codes; shared by the fast path and click."""
+    from .errors import AmeliaError
+
+    debug = fields.get("debug", False)
+    try:
+        from .api import run
+
+        run(options_from(fields, command, argv))
+        return 0
+    except AmeliaError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        from .api import report_error
+
+        return report_error(e, as_json=fields.get("json", False) and not _printed_events(e))
+    except KeyboardInterrupt:
+        sys.stderr.write("amelia: interrupted\n")
+        return 130
+
+
+def _printed_events(e) -> bool:
+    """Failed steps and --check were already reported in the JSON stream itself."""
+    from .errors import StepsFailed
+
+    return isinstance(e, StepsFailed)
+
+
+def main(argv: list | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in ("run", "plan"):
+        fields = fast_parse(args[1:])
+        if fields is not None:
+            sys.exit(run_command(fields, args[0], args))
+    from .cli import main as cli_main
+
+    cli_main(args)

@@ -1,0 +1,95 @@
+"""Typed events on one bus; reporters, the run record and the log file subscribe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Event:
+    run_id: str
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def type(self) -> str:
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["type"] = self.type
+        return d
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    pipeline: str
+    file: str
+    steps: tuple  # (step id, planned action, reasons)
+    jobs: int
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    step: str
+    reasons: tuple = ()
+
+
+@dataclass(frozen=True)
+class StepCached(Event):
+    step: str
+    reasons: tuple = ()  # e.g. "restore build/a.txt", "upstream re-ran, outputs unchanged"
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class StepCompleted(Event):
+    step: str
+    duration: float
+    outputs: dict = field(default_factory=dict)
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class StepFailed(Event):
+    step: str
+    error: str
+    duration: float = 0.0
+    exit_code: int | None = None
+    log: str = ""  # path of the step's log, when it wrote one
+    tail: str = ""  # the last lines of its output
+
+
+@dataclass(frozen=True)
+class StepSkipped(Event):
+    step: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepProgress(Event):
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    status: str  # ok | failed | interrupted
+    counts: dict
+    duration: float
+
+
+class Bus:
+    def __init__(self):
+        self._subscribers = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn) -> None:
+        self._subscribers.append(fn)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:  # steps run on threads; subscribers see one event at a time
+            for fn in self._subscribers:
+                fn(event)

@@ -1,0 +1,145 @@
+"""What a step's result depends on, read from disk cheaply, and its cache key.
+
+File hashes are memoized by (size, mtime_ns, inode), as git's index does, so an
+unchanged tree is stat'ed, not read. A file modified moments ago is not memoized
+(it could change again within the clock's resolution without its mtime moving).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import paths
+from .spec import CACHE_FORMAT_VERSION, Pipeline, Step, canonical_json
+from .store.objects import hash_file, tree_digest
+
+RACY_NS = 100_000_000  # 0.1 s
+
+
+class FileStates:
+    """The stat → hash memo for one run; `updates` are written back afterwards."""
+
+    def __init__(self, root: str, memo: dict):
+        self.root = root
+        self.memo = memo
+        self.updates: dict = {}
+        self.now_ns = time.time_ns()
+
+    def hash(self, rel: str, st=None) -> str | None:
+        full = os.path.join(self.root, rel)
+        if st is None:
+            try:
+                st = os.stat(full)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        if (st.st_mode & 0o170000) == 0o040000:
+            return self.tree(rel)
+        m = self.memo.get(rel)
+        if m is not None and m[0] == st.st_size and m[1] == st.st_mtime_ns and m[2] == st.st_ino:
+            return m[3]
+        digest = hash_file(full)
+        entry = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        self.memo[rel] = entry
+        if self.now_ns - st.st_mtime_ns > RACY_NS:
+            self.updates[rel] = entry
+        return digest
+
+    def tree(self, rel: str) -> str | None:
+        """A directory's identity, as ObjectStore.put_tree would name it."""
+        base = rel.rstrip("/")
+        files = paths.expand(self.root, base, escape_check=False)
+        if not files and not os.path.isdir(os.path.join(self.root, base)):
+            return None
+        manifest = {p[len(base) + 1:]: self.hash(p, st) for p, st in files}
+        return tree_digest(manifest)
+
+    def forget(self, rel: str) -> None:
+        self.memo.pop(rel, None)
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Phase one: a step's file inputs and its outputs' current state, from disk.
+
+    `inputs` maps a path to its hash, or to None when another step produces it
+    (that hash is the producer's to give, see `cache_key`).
+    """
+
+    inputs: dict = field(default_factory=dict)
+    produced_by: dict = field(default_factory=dict)  # path → producing step
+    outputs: dict = field(default_factory=dict)  # output path → hash on disk, or None
+    missing: tuple = ()
+    error: str = ""
+
+
+def fingerprint(step: Step, states: FileStates, pipeline: Pipeline) -> Fingerprint:
+    # Only the steps it depends on can produce its inputs (overlap is a dependency).
+    by_id = pipeline.by_id()
+    files_by, dirs_by = {}, []
+    for dep in step.data_needs:
+        for o in by_id[dep].outputs:
+            if o.endswith("/"):
+                dirs_by.append((o, dep))
+            else:
+                files_by[o] = dep
+    inputs: dict = {}
+    made_by: dict = {}
+    missing = []
+    try:
+        for pattern in step.inputs:
+            matched = False
+            # Whole produced directories the pattern reaches are one input each.
+            for d, producer in dirs_by:
+                if paths.overlaps(pattern, d):
+                    inputs[d] = None
+                    made_by[d] = producer
+                    matched = True
+            dir_prefixes = tuple(d for d in made_by if d.endswith("/"))
+            for rel, st in paths.expand(states.root, pattern):
+                if dir_prefixes and rel.startswith(dir_prefixes):
+                    continue
+                matched = True
+                producer = files_by.get(rel)
+                if producer:
+                    inputs[rel] = None
+                    made_by[rel] = producer
+                else:
+                    inputs[rel] = states.hash(rel, st)
+            for out, producer in files_by.items():
+                if out not in inputs and paths.matches(pattern, out):
+                    inputs[out] = None  # not on disk yet, or deleted: its producer says
+                    made_by[out] = producer
+                    matched = True
+            if not matched and not paths.is_glob(pattern):
+                missing.append(pattern)
+    except ValueError as e:  # a symlink that leaves the project
+        return Fingerprint(error=str(e))
+    outputs = {o: states.hash(o.rstrip("/")) for o in step.outputs}
+    return Fingerprint(inputs, made_by, outputs, tuple(missing))
+
+
+def key_material(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict) -> dict:
+    """Everything that can change the step's result (DESIGN §3), as plain data.
+
+    upstream: step id → {output path: hash} for every step in step.data_needs.
+    """
+    inputs = {}
+    for path, digest in fp.inputs.items():
+        if digest is None:
+            digest = upstream[fp.produced_by[path]].get(path)
+        inputs[path] = digest
+    return {
+        "v": CACHE_FORMAT_VERSION,
+        "kind": step.kind,
+        "definition": step.definition,
+        "inputs": inputs,
+        "upstream": {d: upstream[d] for d in step.data_needs},
+        "env_names": sorted(v.env for v in step.vars if v.ref.startswith("env.")),
+    }
+
+
+def cache_key(material: dict) -> str:
+    return hashlib.sha256(canonical_json(material).encode()).hexdigest()

@@ -1,0 +1,78 @@
+"""Text and JSON renderings of plans and run history (no heavy imports)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def plan_text(pipeline, decisions) -> str:
+    if not decisions:
+        return "nothing selected\n"
+    width = max(len(d.step) for d in decisions)
+    lines = []
+    counts: dict = {}
+    for d in decisions:
+        counts[d.action] = counts.get(d.action, 0) + 1
+        why = "; ".join(d.reasons)
+        lines.append(f"{d.action:<7} {d.step:<{width}}  {why}".rstrip())
+    order = ("run", "blocked", "cached", "error")
+    summary = ", ".join(f"{counts[a]} {a}" for a in order if counts.get(a))
+    stale = counts.get("run", 0) + counts.get("blocked", 0) + counts.get("error", 0)
+    verdict = "up to date" if not stale else f"{stale} to run"
+    lines.append(f"amelia: plan for {pipeline.name}: {verdict} ({summary})")
+    return "\n".join(lines) + "\n"
+
+
+def plan_json(pipeline, decisions) -> str:
+    doc = {
+        "pipeline": pipeline.name,
+        "file": pipeline.file,
+        "steps": [{"step": d.step, "action": d.action, "reasons": list(d.reasons), "key": d.key or None}
+                  for d in decisions],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _when(ts) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _dur(run) -> str:
+    if run.get("finished") and run.get("started"):
+        return f"{run['finished'] - run['started']:.2f}s"
+    return "-"
+
+
+def runs_text(runs) -> str:
+    if not runs:
+        return "no runs yet\n"
+    lines = [f"{'RUN':<22} {'STARTED':<19} {'STATUS':<11} {'TIME':>8}  STEPS"]
+    for r in runs:
+        c = r["summary"].get("counts", {})
+        steps = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+        lines.append(f"{r['id']:<22} {_when(r['started']):<19} {r['status']:<11} {_dur(r):>8}  {steps}")
+    return "\n".join(lines) + "\n"
+
+
+def show_text(run) -> str:
+    lines = [
+        f"run       {run['id']}",
+        f"pipeline  {run['pipeline']} ({run['file']})",
+        f"started   {_when(run['started'])}",
+        f"status    {run['status']}",
+        f"time      {_dur(run)}",
+        "",
+    ]
+    steps = run["steps"]
+    if steps:
+        width = max(len(s["step"]) for s in steps)
+        for s in steps:
+            dur = f"{s['duration']:.2f}s" if s.get("duration") else ""
+            detail = s.get("error") or s.get("reason") or ""
+            lines.append(f"{s['status']:<8} {s['step']:<{width}}  {dur:>7}  {detail}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def to_json(value) -> str:
+    return json.dumps(value, indent=2, default=str) + "\n"

@@ -1,0 +1,86 @@
+"""The resolved pipeline as frozen data: no I/O, no behaviour.
+
+A Pipeline is what `resolve` makes of a file and what the planner, compiler and
+runner read. It round-trips through plain JSON (`to_json`/`from_json`) so that an
+unchanged file is neither parsed nor validated again (DESIGN §3, fast no-op).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+# Bump when the meaning of a cache key changes: every step then re-runs once.
+CACHE_FORMAT_VERSION = 1
+# Bump when Pipeline's shape changes: cached resolved pipelines are then ignored.
+SPEC_FORMAT_VERSION = 1
+
+# Fields of a step that change nothing it produces; they stay out of its cache key.
+COSMETIC_FIELDS = ("description", "needs", "timeout", "approve")
+
+
+@dataclass(frozen=True)
+class TemplateVar:
+    """One `${{ ref }}` a step uses, and the environment variable that carries it."""
+
+    ref: str  # e.g. params.goal, steps.design.output
+    env: str  # e.g. AMELIA_PARAM_GOAL
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    kind: str  # a key of the step registry: run, agent, retrieve, git
+    definition: str  # canonical JSON of the step's fields minus COSMETIC_FIELDS
+    inputs: tuple = ()  # path patterns, relative to the root, params already rendered
+    outputs: tuple = ()  # paths; a directory output ends with "/"
+    needs: tuple = ()  # every step that must finish first, sorted
+    data_needs: tuple = ()  # the subset whose outputs feed this step (its cache key)
+    vars: tuple = ()  # TemplateVar, in order of first use
+    command: str = ""  # run steps: the command with templates turned into $VARS
+    timeout: float | None = None
+    description: str = ""
+    config: dict = field(default_factory=dict)  # kind-specific settings, plain data
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    file: str  # as the user named it, for messages
+    root: str  # absolute project root
+    digest: str  # hash of the file bytes, its includes and the param overrides
+    params: dict  # resolved values
+    env_names: tuple
+    steps: tuple  # Step, in a topological order (file order where free)
+    sources: tuple = ()  # (path, sha256) of the files this was resolved from
+
+    def step(self, step_id: str) -> Step:
+        return self.by_id()[step_id]
+
+    def by_id(self) -> dict:
+        cache = self.__dict__.get("_by_id")
+        if cache is None:
+            cache = {s.id: s for s in self.steps}
+            object.__setattr__(self, "_by_id", cache)
+        return cache
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> "Pipeline":
+        d = json.loads(text)
+        steps = []
+        for s in d.pop("steps"):
+            s["vars"] = tuple(TemplateVar(**v) for v in s["vars"])
+            for k in ("inputs", "outputs", "needs", "data_needs"):
+                s[k] = tuple(s[k])
+            steps.append(Step(**s))
+        d["env_names"] = tuple(d["env_names"])
+        d["sources"] = tuple(tuple(x) for x in d["sources"])
+        return Pipeline(steps=tuple(steps), **d)
+
+
+def canonical_json(value) -> str:
+    """The one encoding that is hashed: sorted keys, no whitespace, UTF-8 text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

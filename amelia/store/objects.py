@@ -1,0 +1,199 @@
+"""Content-addressed objects under .amelia/objects: write once, atomically.
+
+A file's object is named by the sha256 of its bytes. A directory output is stored as
+a manifest object (JSON: relative path → file hash) named "tree-" + its sha256, so a
+directory's identity is one string like a file's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+CHUNK = 1 << 20
+TREE_PREFIX = "tree-"
+
+
+def hash_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_bytes(manifest: dict[str, str]) -> bytes:
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def tree_digest(manifest: dict[str, str]) -> str:
+    """The identity of a directory: the hash of its manifest (path → file hash)."""
+    return TREE_PREFIX + hash_bytes(tree_bytes(manifest))
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    """Copy src to dst through a temp file in dst's directory: dst is old or new, never half."""
+    d = os.path.dirname(dst) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".amelia-tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class ObjectStore:
+    def __init__(self, directory: str):
+        self.dir = directory
+
+    def path(self, digest: str) -> str:
+        name = digest[len(TREE_PREFIX):] if digest.startswith(TREE_PREFIX) else digest
+        return os.path.join(self.dir, name[:2], name[2:])
+
+    def has(self, digest: str) -> bool:
+        return os.path.exists(self.path(digest))
+
+    def put_file(self, src: str, digest: str | None = None) -> str:
+        """Store a file's bytes; returns its hash. The copy is verified while written."""
+        if digest and self.has(digest):
+            return digest
+        tmp_dir = os.path.join(self.dir, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                while True:
+                    block = inp.read(CHUNK)
+                    if not block:
+                        break
+                    h.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            actual = h.hexdigest()
+            final = self.path(actual)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            if os.path.exists(final):
+                _unlink(tmp)
+            else:
+                os.replace(tmp, final)
+                fsync_dir(os.path.dirname(final))
+            return actual
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = hash_bytes(data)
+        final = self.path(digest)
+        if os.path.exists(final):
+            return digest
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final))
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return digest
+
+    def put_tree(self, directory: str, file_hashes: dict[str, str] | None = None) -> str:
+        """Store every file under `directory` and a manifest of them; returns "tree-<sha>"."""
+        manifest = {}
+        for dirpath, _dirs, files in os.walk(directory):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, directory).replace(os.sep, "/")
+                manifest[rel] = self.put_file(full, (file_hashes or {}).get(rel))
+        return TREE_PREFIX + self.put_bytes(tree_bytes(manifest))
+
+    def read_tree(self, digest: str) -> dict[str, str]:
+        with open(self.path(digest), "rb") as f:
+            return json.loads(f.read())
+
+    def restore(self, digest: str, dst: str) -> None:
+        """Put the object back at dst (a file, or a directory for a tree)."""
+        if not digest.startswith(TREE_PREFIX):
+            atomic_copy(self.path(digest), dst)
+            return
+        manifest = self.read_tree(digest)
+        for rel, h in manifest.items():
+            target = os.path.join(dst, rel)
+            if not (os.path.isfile(target) and hash_file(target) == h):
+                atomic_copy(self.path(h), target)
+        # The directory belongs to the step: files it did not produce go.
+        for dirpath, _dirs, files in os.walk(dst):
+            for name in files:
+                rel = os.path.relpath(os.path.join(dirpath, name), dst).replace(os.sep, "/")
+                if rel not in manifest:
+                    os.unlink(os.path.join(dirpath, name))
+
+    def can_restore(self, digest: str) -> bool:
+        if not self.has(digest):
+            return False
+        if digest.startswith(TREE_PREFIX):
+            try:
+                return all(self.has(h) for h in self.read_tree(digest).values())
+            except (OSError, ValueError):
+                return False
+        return True
+
+    def iter_objects(self):
+        """(digest, path) of every stored object."""
+        if not os.path.isdir(self.dir):
+            return
+        for prefix in sorted(os.listdir(self.dir)):
+            sub = os.path.join(self.dir, prefix)
+            if len(prefix) != 2 or not os.path.isdir(sub):
+                continue
+            for name in sorted(os.listdir(sub)):
+                yield prefix + name, os.path.join(sub, name)
+
+    def verify(self) -> list[str]:
+        """Digests of objects whose bytes no longer match their name."""
+        bad = []
+        for digest, path in self.iter_objects():
+            if hash_file(path) != digest:
+                bad.append(digest)
+        return bad
+
+    def remove(self, digest: str) -> None:
+        _unlink(self.path(digest))

@@ -1,0 +1,179 @@
+"""state.db (SQLite, WAL): file-state memo, resolved pipelines, step records, runs.
+
+Step records are keyed by cache key and written only after the step succeeded and
+its objects exist (DESIGN §3). The two narrow seams a remote cache would implement
+later are ObjectStore (objects by hash) and the `records` methods here (by key).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS file_state(
+  path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, hash TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pipelines(digest TEXT PRIMARY KEY, data TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS records(
+  key TEXT PRIMARY KEY, step TEXT, outputs TEXT, detail TEXT, created REAL, run_id TEXT, duration REAL);
+CREATE INDEX IF NOT EXISTS records_step ON records(step, created);
+CREATE TABLE IF NOT EXISTS runs(
+  id TEXT PRIMARY KEY, pipeline TEXT, file TEXT, started REAL, finished REAL, status TEXT,
+  argv TEXT, summary TEXT);
+CREATE TABLE IF NOT EXISTS run_steps(
+  run_id TEXT, step TEXT, status TEXT, reason TEXT, key TEXT, started REAL, duration REAL,
+  exit_code INTEGER, error TEXT, PRIMARY KEY(run_id, step));
+CREATE TABLE IF NOT EXISTS events(run_id TEXT, seq INTEGER, time REAL, type TEXT, data TEXT,
+  PRIMARY KEY(run_id, seq));
+"""
+
+
+class StateDB:
+    def __init__(self, path: str):
+        self.path = path
+        self.lock = threading.RLock()  # one connection, shared by the runner's threads
+        self.conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            self._migrate(version)
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _migrate(self, version: int) -> None:
+        with self.lock:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _write(self, sql: str, rows) -> None:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(sql, rows)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    # -- file-state memo -----------------------------------------------------------
+    def file_states(self) -> dict:
+        with self.lock:
+            return {r[0]: r[1:] for r in self.conn.execute("SELECT * FROM file_state")}
+
+    def save_file_states(self, states: dict) -> None:
+        if states:
+            self._write("INSERT OR REPLACE INTO file_state VALUES (?,?,?,?,?)",
+                        [(p,) + tuple(v) for p, v in states.items()])
+
+    # -- resolved pipelines --------------------------------------------------------
+    def pipeline(self, digest: str) -> str | None:
+        with self.lock:
+            row = self.conn.execute("SELECT data FROM pipelines WHERE digest=?", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def save_pipeline(self, digest: str, data: str) -> None:
+        # Keep the few most recent: param overrides make several live at once.
+        with self.lock:
+            self._write("INSERT OR REPLACE INTO pipelines VALUES (?,?,?)", [(digest, data, time.time())])
+            self.conn.execute(
+                "DELETE FROM pipelines WHERE digest NOT IN "
+                "(SELECT digest FROM pipelines ORDER BY created DESC LIMIT 20)")
+
+    # -- step records --------------------------------------------------------------
+    def record_heads(self, steps) -> dict:
+        """key → (step, outputs) for the given step ids."""
+        steps = list(steps)
+        out = {}
+        with self.lock:
+            for i in range(0, len(steps), 500):
+                chunk = steps[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, step, outputs in self.conn.execute(
+                        f"SELECT key, step, outputs FROM records WHERE step IN ({marks})", chunk):
+                    out[key] = (step, json.loads(outputs))
+        return out
+
+    def latest_detail(self, step: str) -> dict | None:
+        """The key material of the step's last good result: what a new key is compared with."""
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT r.detail FROM run_steps s JOIN records r ON r.key = s.key "
+                "WHERE s.step=? AND s.status IN ('ran', 'cached') ORDER BY s.started DESC LIMIT 1",
+                (step,)).fetchone()
+            if not row:
+                row = self.conn.execute(
+                    "SELECT detail FROM records WHERE step=? ORDER BY created DESC LIMIT 1", (step,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_record(self, key: str, step: str, outputs: dict, detail: dict, run_id: str,
+                    duration: float) -> None:
+        self._write("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)",
+                    [(key, step, json.dumps(outputs, sort_keys=True), json.dumps(detail, sort_keys=True),
+                      time.time(), run_id, duration)])
+
+    def all_record_outputs(self):
+        with self.lock:
+            return [(k, s, json.loads(o)) for k, s, o in
+                    self.conn.execute("SELECT key, step, outputs FROM records")]
+
+    def delete_records(self, keys) -> None:
+        self._write("DELETE FROM records WHERE key=?", [(k,) for k in keys])
+
+    # -- runs ----------------------------------------------------------------------
+    def start_run(self, run_id: str, pipeline: str, file: str, argv: list) -> None:
+        self._write("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                    [(run_id, pipeline, file, time.time(), None, "running", json.dumps(argv), None)])
+
+    def finish_run(self, run_id: str, status: str, summary: dict, steps: list, events: list) -> None:
+        """The run's outcome, its steps and its events, in one transaction."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?)", steps)
+                self.conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)", events)
+                self.conn.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+                                  (time.time(), status, json.dumps(summary), run_id))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM runs ORDER BY started DESC LIMIT ?", (limit,))
+            cols = [c[0] for c in cur.description]
+            return [_run_row(dict(zip(cols, r))) for r in cur]
+
+    def run_ids(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY started DESC")]
+
+    def run(self, run_id: str) -> dict | None:
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,))
+            cols = [c[0] for c in cur.description]
+            row = cur.fetchone()
+            if not row:
+                return None
+            run = _run_row(dict(zip(cols, row)))
+            cur = self.conn.execute("SELECT * FROM run_steps WHERE run_id=? ORDER BY started, step", (run_id,))
+            cols = [c[0] for c in cur.description]
+            run["steps"] = [dict(zip(cols, r)) for r in cur]
+        return run
+
+    def clear(self) -> None:
+        with self.lock:
+            self.conn.executescript(
+                "DELETE FROM records; DELETE FROM file_state; DELETE FROM pipelines;")
+
+
+def _run_row(d: dict) -> dict:
+    d["argv"] = json.loads(d["argv"]) if d.get("argv") else []
+    d["summary"] = json.loads(d["summary"]) if d.get("summary") else {}
+    return d
