@@ -91,7 +91,7 @@ def _declares_root(raw: bytes) -> bool:
 
 def open_project(file: str | None, params=(), create: bool = True):
     """(Pipeline, Store): the resolved pipeline from the store's cache when the bytes match."""
-    from .resolve import find_root
+    from .paths import find_root
     from .store import Store, exists
 
     path = pipeline_path(file)

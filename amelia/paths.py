@@ -187,3 +187,16 @@ def _check_link(root: str, rel: str) -> None:
 
 def _is_dir(st) -> bool:
     return (st.st_mode & 0o170000) == 0o040000
+
+
+def find_root(pipeline_file: str) -> str:
+    """The git work tree holding the file, else the file's own directory."""
+    d = os.path.dirname(os.path.abspath(pipeline_file))
+    probe = d
+    while True:
+        if os.path.exists(os.path.join(probe, ".git")):
+            return probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return d
+        probe = parent

@@ -9,25 +9,13 @@ import json
 import os
 
 from . import graph, paths, templates
+from .paths import find_root
 from .errors import PipelineError, UsageError, did_you_mean, raise_all
 from .loader import Loaded
 from .spec import COSMETIC_FIELDS, Pipeline, Step, TemplateVar, canonical_json
 from .steps import KINDS, kind_of
 
 PATH_REFS = ("params", "name")  # what a path may be built from: known before any step runs
-
-
-def find_root(pipeline_file: str) -> str:
-    """The git work tree holding the file, else the file's own directory."""
-    d = os.path.dirname(os.path.abspath(pipeline_file))
-    probe = d
-    while True:
-        if os.path.exists(os.path.join(probe, ".git")):
-            return probe
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return d
-        probe = parent
 
 
 def coerce_param(name: str, ptype: str | None, raw: str):

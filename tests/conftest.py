@@ -1,0 +1,72 @@
+"""Shared fixtures: every test gets its own HOME and a temporary project."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "cases"
+UPDATE_GOLDEN = os.environ.get("AMELIA_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("AMELIA_UPDATE_GOLDEN", raising=False) if not UPDATE_GOLDEN else None
+
+
+class Project:
+    """A temporary project directory with helpers to write files and run amelia."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def write(self, rel: str, text: str) -> Path:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+        return p
+
+    def read(self, rel: str) -> str:
+        return (self.root / rel).read_text()
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def pipeline(self, text: str, name: str = "amelia.yaml") -> Path:
+        return self.write(name, text)
+
+    def run(self, *args, env=None, timeout=120, check=None) -> subprocess.CompletedProcess:
+        """`amelia ARGS` in the project, as a user would run it."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, "-m", "amelia", *args], cwd=self.root, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+        if check is not None:
+            assert proc.returncode == check, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    root = tmp_path / "proj"
+    root.mkdir()
+    return Project(root)
+
+
+def assert_golden(actual: str, golden: Path) -> None:
+    """Compare with a golden file; AMELIA_UPDATE_GOLDEN=1 rewrites it."""
+    if UPDATE_GOLDEN or not golden.exists():
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual)
+        if not UPDATE_GOLDEN:
+            pytest.fail(f"golden file {golden} was missing; written now, check it and rerun")
+    assert actual == golden.read_text()
