@@ -34,6 +34,20 @@ def plan_json(pipeline, decisions) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.2f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def summary_line(status: str, counts: dict, duration: float, run_id: str) -> str:
+    parts = [f"{counts.get('ran', 0)} ran", f"{counts.get('cached', 0)} cached"]
+    if counts.get("failed"):
+        parts.append(f"{counts['failed']} failed")
+    if counts.get("skipped"):
+        parts.append(f"{counts['skipped']} skipped")
+    verdict = {"ok": "done", "failed": "FAILED", "interrupted": "interrupted"}[status]
+    return f"amelia: {verdict}: {', '.join(parts)} in {fmt_seconds(duration)} (run {run_id})"
+
+
 def _when(ts) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 

@@ -9,10 +9,8 @@ import json
 import sys
 
 from .. import events as ev
-
-
-def _fmt_time(seconds: float) -> str:
-    return f"{seconds:.2f}s" if seconds < 60 else f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+from ..render import fmt_seconds
+from ..render import summary_line
 
 
 class PlainReporter:
@@ -36,7 +34,7 @@ class PlainReporter:
             if self.verbose or e.reasons:
                 self.line("cached", e.step, "; ".join(e.reasons))
         elif isinstance(e, ev.StepCompleted):
-            self.line("ok", e.step, _fmt_time(e.duration))
+            self.line("ok", e.step, fmt_seconds(e.duration))
         elif isinstance(e, ev.StepFailed):
             extra = f" (log: {e.log})" if e.log else ""
             self.line("FAILED", e.step, e.error + extra)
@@ -48,19 +46,8 @@ class PlainReporter:
             if self.verbose:
                 self.line("...", e.step, e.message)
         elif isinstance(e, ev.RunFinished):
-            self.stream.write(summary_line(e) + "\n")
+            self.stream.write(summary_line(e.status, e.counts, e.duration, e.run_id) + "\n")
             self.stream.flush()
-
-
-def summary_line(e: ev.RunFinished) -> str:
-    c = e.counts
-    parts = [f"{c.get('ran', 0)} ran", f"{c.get('cached', 0)} cached"]
-    if c.get("failed"):
-        parts.append(f"{c['failed']} failed")
-    if c.get("skipped"):
-        parts.append(f"{c['skipped']} skipped")
-    verdict = {"ok": "done", "failed": "FAILED", "interrupted": "interrupted"}[e.status]
-    return f"amelia: {verdict}: {', '.join(parts)} in {_fmt_time(e.duration)} (run {e.run_id})"
 
 
 class JsonReporter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import events as ev
-from . import summary_line
+from ..render import summary_line
 
 
 class LiveReporter:
@@ -63,4 +63,4 @@ class LiveReporter:
             if self.live:
                 self.live.stop()
             style = {"ok": "green", "failed": "red", "interrupted": "yellow"}[e.status]
-            c.print(summary_line(e), style=style, markup=False)
+            c.print(summary_line(e.status, e.counts, e.duration, e.run_id), style=style, markup=False)
