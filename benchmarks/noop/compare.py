@@ -86,13 +86,15 @@ def bench(tool, cmd, help_cmd, args):
         r[f"{k}_s"], r[f"{k}_rss_mb"] = [], []
     r["rewritten"], r["changed"] = [], []
 
-    def record(kind, rep, wall_rss):
-        r[f"{kind}_{'rss_mb' if rep % 2 else 's'}"].append(wall_rss[rep % 2])
+    def record(kind, i, result):
+        """Even i: a timed run, keep its wall time; odd i: a run for its peak RSS."""
+        wall, rss = result
+        r[f"{kind}_rss_mb"].append(rss) if i % 2 else r[f"{kind}_s"].append(wall)
 
     log(f"{args.reps} no-op runs (+ as many under /usr/bin/time for RSS)")
     for i in range(2 * args.reps):
         before = snapshot(root)
-        record("noop", i, run(cmd, root, rss=i % 2))
+        record("noop", i, run(cmd, root, rss=bool(i % 2)))
         if diff(before, snapshot(root)) != (0, 0):
             raise Failed(f"a no-op run rewrote outputs: {diff(before, snapshot(root))}")
     log(f"{args.reps} one-file-changed runs (+ as many for RSS)")
@@ -104,12 +106,12 @@ def bench(tool, cmd, help_cmd, args):
         before = snapshot(root)
         with edit.open("ab") as f:
             f.write(f"edit {i}\n".encode())  # a new line each time: no cache can replay it
-        record("changed", i, run(cmd, root, rss=i % 2))
+        record("changed", i, run(cmd, root, rss=bool(i % 2)))
         rewritten, changed = diff(before, snapshot(root))
         r["rewritten"].append(rewritten), r["changed"].append(changed)
     log(f"{args.reps} --help runs (+ as many for RSS)")
     for i in range(2 * args.reps):
-        record("help", i, run(help_cmd, root, rss=i % 2))
+        record("help", i, run(help_cmd, root, rss=bool(i % 2)))
     for k in ("noop", "changed", "help"):
         r[f"{k}_median_s"] = statistics.median(r[f"{k}_s"])
         r[f"{k}_rss_mb_median"] = statistics.median(r[f"{k}_rss_mb"])
