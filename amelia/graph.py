@@ -31,6 +31,23 @@ def find_cycle(g) -> list[str] | None:
     return path + [path[0]]
 
 
+def find_cycles(g) -> list[list[str]]:
+    """One cycle per knot of the graph (strongly connected component), each as
+    [a, b, ..., a] along the edges, knots in the order of their first node in `g`."""
+    import networkx as nx
+
+    position = {n: i for i, n in enumerate(g.nodes)}
+    out = []
+    knots = [c for c in nx.strongly_connected_components(g)
+             if len(c) > 1 or any(g.has_edge(n, n) for n in c)]
+    for knot in sorted(knots, key=lambda c: min(position[n] for n in c)):
+        first = min(knot, key=position.__getitem__)
+        cycle = nx.find_cycle(g.subgraph(knot), source=first)
+        path = [u for u, _ in cycle]
+        out.append(path + [path[0]])
+    return out
+
+
 def topological_order(g, file_order: list[str]) -> list[str]:
     """Dependencies first; among free steps, the order of the file."""
     import networkx as nx

@@ -29,13 +29,31 @@ def format_path(path: Path) -> str:
     return out
 
 
+MAX_SNIPPET = 160  # longer source lines are cut; past this column no snippet is shown
+
+
+def snippet_of(lines: list, line: int, col: int = 1) -> str:
+    """The source line for an error display, cut when it is very long."""
+    if not 0 < line <= len(lines):
+        return ""
+    text = lines[line - 1]
+    if len(text) <= MAX_SNIPPET:
+        return text
+    return text[:MAX_SNIPPET] + " ..." if col <= MAX_SNIPPET - 10 else ""
+
+
 @dataclass
 class SourceMap:
-    """Positions (1-based line, col) by key path, and the file's lines for snippets."""
+    """Positions (1-based line, col) by key path, and the file's lines for snippets.
+
+    `positions` holds where each key (or list item, or the document) starts;
+    `values` holds, for scalar values, (line, col, end_line, end_col) of the value.
+    """
 
     file: str
     lines: list[str]
     positions: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
 
     def locate(self, path: Path) -> Location:
         """The nearest recorded position at or above `path`."""
@@ -43,8 +61,31 @@ class SourceMap:
         while p and p not in self.positions:
             p = p[:-1]
         line, col = self.positions.get(p, (0, 0))
-        snippet = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return Location(self.file, line, col, format_path(tuple(path)), snippet)
+        return Location(self.file, line, col, format_path(tuple(path)), snippet_of(self.lines, line, col))
+
+    def locate_within(self, path: Path, text: str, offset: int, needle: str) -> Location:
+        """Where `needle`, found at `offset` in the scalar value at `path`, is in the file.
+
+        Falls back to the key's position when the value's text cannot be matched
+        with the file (escapes in a quoted string, a folded plain scalar).
+        """
+        span = self.values.get(tuple(path))
+        if not span or not needle:
+            return self.locate(path)
+        nth = text.count(needle, 0, offset)  # occurrences before this one
+        line, col, end_line, _ = span
+        start = col - 1
+        for ln in range(line, min(end_line, len(self.lines)) + 1):
+            src = self.lines[ln - 1]
+            i = src.find(needle, start)
+            while i != -1:
+                if nth == 0:
+                    return Location(self.file, ln, i + 1, format_path(tuple(path)),
+                                    snippet_of(self.lines, ln, i + 1))
+                nth -= 1
+                i = src.find(needle, i + len(needle))
+            start = 0
+        return self.locate(path)
 
 
 @dataclass(frozen=True)
@@ -79,7 +120,11 @@ def load_bytes(raw: bytes, display: str) -> Loaded:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise PipelineError(f"file is not UTF-8 (byte {e.start})", Location(display)) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise PipelineError(f"file is not UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}",
+                            Location(display, line, col),
+                            "save the file as UTF-8") from None
     import yaml
 
     lines = text.splitlines()
@@ -88,22 +133,67 @@ def load_bytes(raw: bytes, display: str) -> Loaded:
     try:
         node = yaml.compose(text, Loader=loader_cls)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        snippet = lines[line - 1] if 0 < line <= len(lines) else ""
-        problem = e.problem or e.context or "invalid YAML"
-        raise PipelineError(
-            f"invalid YAML: {problem}",
-            Location(display, line, col, "", snippet),
-            "check the indentation and quoting on this line",
-        ) from None
+        raise _syntax_error(e, display, lines) from None
     except yaml.YAMLError as e:
         raise PipelineError(f"invalid YAML: {e}", Location(display)) from None
     if node is None:
         return Loaded({}, source)
     builder = _Builder(source)
+    builder.measure(node)
     data = builder.build(node, (), 0)
     return Loaded(data, source)
+
+
+def _syntax_error(e, display: str, lines: list) -> PipelineError:
+    """A located message for a YAML parse error.
+
+    The problem mark says where the parser gave up; the context mark where the
+    construct it was reading began. When the parser gave up at the end of the file
+    (an unclosed quote or bracket), the start of the construct is the useful place.
+    """
+    problem = e.problem or "invalid YAML"
+    context = e.context or ""
+    mark, cmark = e.problem_mark, e.context_mark
+    at_context = cmark is not None and (mark is None or mark.line >= len(lines)
+                                        or "end of stream" in problem)
+    if at_context:
+        mark = cmark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    if 0 < line <= len(lines) and col > len(lines[line - 1]) + 1:
+        col = len(lines[line - 1]) + 1
+    message = f"invalid YAML: {problem}"
+    if "next token" in context:
+        pass  # says nothing the problem does not
+    elif context and at_context:
+        message += f" ({context} that starts here)"
+    elif context and cmark is not None and cmark.line + 1 != line:
+        message += f" ({context} that starts at line {cmark.line + 1})"
+    src = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "\t" in src[: max(col, 1)] or "\t" in src[: len(src) - len(src.lstrip())]:
+        hint = "YAML does not allow tabs for indentation; use spaces"
+    elif "mapping values are not allowed" in problem:
+        hint = "a ': ' inside a value starts a mapping; put the whole value in quotes"
+    elif "nesting depth" in problem:
+        hint = f"a pipeline file nests at most {MAX_DEPTH} levels"
+    elif "quoted" in context:
+        hint = "close the quote"
+    elif "flow" in context:
+        hint = "close the bracket"
+    else:
+        hint = "check the indentation and quoting on this line"
+    return PipelineError(message, Location(display, line, col, "", snippet_of(lines, line, col)), hint)
+
+
+_CORE = "tag:yaml.org,2002:"
+_PLAIN_TAGS = frozenset((_CORE + "map", _CORE + "seq"))
+_SCALAR_TAGS = frozenset(_CORE + t for t in (
+    "str", "int", "float", "bool", "null", "timestamp", "binary", "merge", "value"))
+_TEXT_TAGS = frozenset((_CORE + "timestamp", _CORE + "binary"))
+_TAG_HINT = "amelia reads plain YAML: mappings, lists, strings, numbers, booleans and null"
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
 
 
 class _Builder:
@@ -112,17 +202,70 @@ class _Builder:
 
         self.source = source
         self.nodes = 0
-        self.aliases = 0
-        self.seen: set[int] = set()
         self.constructor = yaml.constructor.SafeConstructor()
         self._yaml = __import__("yaml")
 
     def _fail(self, message: str, node, path: Path, hint: str = ""):
         line, col = node.start_mark.line + 1, node.start_mark.column + 1
-        lines = self.source.lines
-        snippet = lines[line - 1] if 0 < line <= len(lines) else ""
+        snippet = snippet_of(self.source.lines, line, col)
         loc = Location(self.source.file, line, col, format_path(path), snippet)
         raise PipelineError(message, loc, hint)
+
+    def measure(self, root) -> None:
+        """Bound what aliases expand to before expanding anything.
+
+        The composed tree shares one node for an anchor and all its aliases, so
+        its expanded size, height and alias uses are counted over distinct nodes
+        (memoized): a "billion laughs" is refused in time linear in the file.
+        """
+        yaml = self._yaml
+        sizes: dict[int, int] = {}
+        heights: dict[int, int] = {}
+        active: set[int] = set()
+        aliases = 0
+        too_many = "YAML aliases (*name) are expanding too much; write the values out"
+
+        def children(node):
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    yield k, None
+                    yield v, k.value if isinstance(k, yaml.ScalarNode) else None
+            elif isinstance(node, yaml.SequenceNode):
+                yield from ((v, i) for i, v in enumerate(node.value))
+
+        def visit(node, path, depth):
+            nonlocal aliases
+            nid = id(node)
+            if nid in active:
+                self._fail("a YAML alias refers to a value that contains it", node, path,
+                           "an anchor (&name) cannot be used inside its own value")
+            if nid in sizes:  # seen before: this is an alias
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    self._fail(f"more than {MAX_ALIASES} uses of YAML aliases", node, path, too_many)
+            else:
+                if depth > MAX_DEPTH:
+                    self._fail(f"nesting deeper than {MAX_DEPTH} levels", node, path)
+                active.add(nid)
+                size, height = 1, 0
+                for child, key in children(node):
+                    if key is None and not isinstance(child, (yaml.MappingNode, yaml.SequenceNode)):
+                        size += 1  # a scalar key
+                        continue
+                    child_path = path + (key,) if key is not None else path
+                    visit(child, child_path, depth + 1)
+                    size += sizes[id(child)]
+                    height = max(height, heights[id(child)])
+                    if size > MAX_NODES:
+                        self._fail(f"this value expands to more than {MAX_NODES} nodes through YAML aliases",
+                                   node, path, too_many)
+                active.discard(nid)
+                sizes[nid], heights[nid] = size, height + 1
+            if depth + heights[nid] > MAX_DEPTH + 1:
+                self._fail(f"nesting deeper than {MAX_DEPTH} levels", node, path,
+                           "YAML aliases (*name) nest values too deeply; write the values out")
+
+        visit(root, (), 0)
 
     def build(self, node, path: Path, depth: int):
         yaml = self._yaml
@@ -136,19 +279,10 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             self._fail(f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        if id(node) in self.seen:
-            # The same node again below itself, or an alias reused: count it.
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                self._fail(
-                    f"more than {MAX_ALIASES} alias uses",
-                    node,
-                    path,
-                    "YAML aliases (*name) are expanding too much; write the values out",
-                )
-        self.seen.add(id(node))
         if path not in self.source.positions:
             self.source.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if node.tag not in _PLAIN_TAGS and not isinstance(node, yaml.ScalarNode):
+            self._fail(f"unsupported YAML tag '{_short_tag(node.tag)}'", node, path, _TAG_HINT)
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -160,8 +294,9 @@ class _Builder:
                 key = key_node.value
                 child = path + (key,)
                 if key in out:
-                    self._fail(f"duplicate key '{key}'", key_node, child,
-                               "YAML keeps only the last one; remove or rename one of them")
+                    first = self.source.positions[child][0]
+                    self._fail(f"duplicate key '{key}' (first at line {first})", key_node, child,
+                               "YAML would keep only the last one; remove or rename one of them")
                 self.source.positions[child] = (
                     key_node.start_mark.line + 1,
                     key_node.start_mark.column + 1,
@@ -170,10 +305,17 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        self.source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1,
+                                    node.end_mark.line + 1, node.end_mark.column + 1)
+        if node.tag not in _SCALAR_TAGS:
+            self._fail(f"unsupported YAML tag '{_short_tag(node.tag)}'", node, path, _TAG_HINT)
+        if node.tag in _TEXT_TAGS:
+            return node.value  # dates, binary: keep the text, as JSON would see it
         try:
             value = self.constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as e:
-            self._fail(f"invalid value: {getattr(e, 'problem', e)}", node, path)
+        except (yaml.YAMLError, ValueError, TypeError) as e:
+            problem = getattr(e, "problem", None) or str(e)
+            self._fail(f"invalid value for {_short_tag(node.tag)}: {problem}", node, path)
         if value is None or isinstance(value, (str, bool, int, float)):
             return value
-        return node.value  # dates, binary: keep the text, as JSON would see it
+        return node.value

@@ -71,8 +71,13 @@ class _Resolver:
         self.errors: list = []
         self.root = root or self._root()
 
-    def err(self, message: str, path: tuple, hint: str = "") -> None:
-        self.errors.append(PipelineError(message, self.loaded.source.locate(path), hint))
+    def err(self, message: str, path: tuple, hint: str = "", loc=None) -> None:
+        self.errors.append(PipelineError(message, loc or self.loaded.source.locate(path), hint))
+
+    def raise_errors(self) -> None:
+        """All errors found so far, in file order."""
+        self.errors.sort(key=lambda e: (e.location.line, e.location.col) if e.location else (0, 0))
+        raise_all(self.errors)
 
     def _root(self) -> str:
         declared = self.doc.get("root")
@@ -88,10 +93,18 @@ class _Resolver:
         for name, spec in declared.items():
             ptype = spec.get("type")
             if "default" in spec:
-                if not _type_ok(ptype, spec["default"]):
+                default = spec["default"]
+                if not _type_ok(ptype, default):
                     self.err(f"default of param '{name}' is not {_article(ptype)} {ptype}",
-                             ("params", name, "default"))
-                values[name] = spec["default"]
+                             ("params", name, "default"),
+                             "remove the quotes: a quoted value is a string"
+                             if isinstance(default, str) and ptype != "string" else "")
+                elif spec.get("enum") and default not in spec["enum"]:
+                    self.err(f"default of param '{name}' is not one of its enum values",
+                             ("params", name, "default"),
+                             did_you_mean(str(default), [str(v) for v in spec["enum"]]) or
+                             "one of: " + ", ".join(map(str, spec["enum"])))
+                values[name] = default
         for name, raw in self.overrides.items():
             if name not in declared:
                 hint = did_you_mean(name, declared) or (
@@ -103,62 +116,79 @@ class _Resolver:
                 raise UsageError(f"param '{name}' has no default and no value",
                                  hint=f"pass it: amelia run -p {name}=VALUE")
             allowed = spec.get("enum")
-            if allowed and values[name] not in allowed:
+            if allowed and name in self.overrides and values[name] not in allowed:
                 raise UsageError(f"param '{name}' must be one of {', '.join(map(str, allowed))}, "
-                                 f"got {values[name]!r}")
+                                 f"got {values[name]!r}",
+                                 hint=did_you_mean(str(values[name]), [str(v) for v in allowed]))
         return values
 
     # -- templates ------------------------------------------------------------------
-    def refs_in(self, text: str, path: tuple, allowed: tuple, step_ids, outputs_of) -> list[str]:
-        try:
-            found = templates.references(text)
-        except templates.TemplateSyntaxError as e:
-            self.err(str(e), path, e.hint)
-            return []
+    def refs_in(self, text: str, path: tuple, allowed: tuple, step_ids, outputs_of) -> list:
+        """The good references in a template as (ref, Location); each bad one is an error."""
+        source = self.loaded.source
+        found, syntax = templates.scan(text)
+        for e in syntax:
+            self.err(str(e), path, e.hint, source.locate_within(path, text, e.offset, e.source))
         good = []
-        for ref, _ in found:
+        for ref, offset, written in found:
+            loc = source.locate_within(path, text, offset, written)
+
+            def bad(message, hint=""):
+                self.err(message, path, hint, loc)
+
             parts = ref.split(".")
             root = parts[0]
             if root not in allowed:
                 if root in templates.ROOTS:
-                    self.err(f"'{ref}' cannot be used here", path,
-                             f"here you may use: {', '.join(r + '.' if r != 'name' else r for r in allowed)}")
+                    bad(f"'{ref}' cannot be used here",
+                        f"here you may use: {', '.join(r + '.' if r != 'name' else r for r in allowed)}")
                 else:
-                    self.err(f"unknown reference '{ref}'", path,
-                             did_you_mean(root, templates.ROOTS) or "references start with params., steps., env. or name")
+                    bad(f"unknown reference '{ref}'",
+                        did_you_mean(root, templates.ROOTS) or "references start with params., steps., env. or name")
                 continue
             if root == "params":
                 if len(parts) != 2 or parts[1] not in self.param_values:
-                    name = parts[1] if len(parts) > 1 else ""
                     declared = list(self.param_values)
-                    self.err(f"undefined param '{name}' in '{ref}'", path,
-                             did_you_mean(name, declared) or "declare it under `params:`")
+                    if len(parts) == 1:
+                        bad("'params' names no param", "use params.NAME")
+                    elif len(parts) > 2 and parts[1] in self.param_values:
+                        bad(f"'{ref}' reads a field of a param", f"use params.{parts[1]}")
+                    else:
+                        bad(f"undefined param '{parts[1]}' in '{ref}'",
+                            did_you_mean(parts[1], declared) or "declare it under `params:`")
                     continue
             elif root == "env":
                 if len(parts) != 2 or parts[1] not in self.env_names:
-                    self.err(f"env var '{'.'.join(parts[1:])}' is not declared", path,
-                             "list it under `env:` at the top of the file to let templates read it")
+                    name = ".".join(parts[1:])
+                    bad(f"env var '{name}' is not declared" if name else "'env' names no variable",
+                        f"list it under `env:` at the top of the file to let templates read it"
+                        if name else "use env.NAME")
                     continue
             elif root == "steps":
                 if len(parts) < 3:
-                    self.err(f"'{ref}' names no field", path, "use steps.ID.output or steps.ID.json.FIELD")
+                    bad(f"'{ref}' names no field", "use steps.ID.output or steps.ID.json.FIELD")
                     continue
                 sid, field = parts[1], parts[2]
                 if sid not in step_ids:
-                    self.err(f"unknown step '{sid}' in '{ref}'", path, did_you_mean(sid, step_ids))
+                    bad(f"unknown step '{sid}' in '{ref}'",
+                        did_you_mean(sid, step_ids) or f"steps are: {', '.join(step_ids)}")
                     continue
                 if field not in ("output", "json") or (field == "output" and len(parts) > 3) or (
                         field == "json" and len(parts) < 4):
-                    self.err(f"'{ref}' is not a step field", path, "use steps.ID.output or steps.ID.json.FIELD")
+                    bad(f"'{ref}' is not a step field",
+                        did_you_mean(field, ("output", "json")) or "use steps.ID.output or steps.ID.json.FIELD")
                     continue
-                if len(outputs_of.get(sid, ())) != 1 or outputs_of[sid][0].endswith("/"):
-                    self.err(f"step '{sid}' has no single output file for '{ref}'", path,
-                             f"give step '{sid}' an `output:` file")
+                if sid in outputs_of and (len(outputs_of[sid]) != 1 or outputs_of[sid][0].endswith("/")):
+                    n = len(outputs_of[sid])
+                    bad(f"step '{sid}' has no single output file for '{ref}'",
+                        f"give step '{sid}' an `output:` file" if n == 0 else
+                        f"step '{sid}' writes {n} outputs; a reference needs one `output:` file"
+                        if n > 1 else f"step '{sid}' writes a directory; a reference needs one `output:` file")
                     continue
             elif root == "name" and len(parts) != 1:
-                self.err(f"unknown reference '{ref}'", path, "use ${{ name }}")
+                bad(f"unknown reference '{ref}'", "use ${{ name }}")
                 continue
-            good.append(ref)
+            good.append((ref, loc))
         return good
 
     def render_path(self, text: str, path: tuple):
@@ -189,12 +219,14 @@ class _Resolver:
             got = self._shape(sid, data)
             if got:
                 shaped[sid] = got
-        outputs_of = {sid: s["outputs"] for sid, s in shaped.items()}
+        # Steps whose outputs all resolved; a path error was reported already.
+        outputs_of = {sid: s["outputs"] for sid, s in shaped.items() if not s["path_errors"]}
         self._check_output_clashes(shaped)
 
         edges: dict[str, set] = {}
         data_edges: dict[str, set] = {}
         vars_of: dict[str, list] = {}
+        why: dict[tuple, tuple] = {}  # (step, dep) -> (how, Location): the first link found
         for sid, s in shaped.items():
             data = raw_steps[sid]
             kind = KINDS[s["kind"]]
@@ -202,34 +234,54 @@ class _Resolver:
             for i, dep in enumerate(s["needs"]):
                 p = ("steps", sid, "needs", i) if isinstance(data.get("needs"), list) else ("steps", sid, "needs")
                 if dep == sid:
-                    self.err(f"step '{sid}' needs itself", p)
+                    self.err(f"step '{sid}' needs itself", p, "remove it from `needs`")
                 elif dep not in raw_steps:
                     self.err(f"step '{sid}' needs unknown step '{dep}'", p,
                              did_you_mean(dep, step_ids) or f"steps are: {', '.join(step_ids)}")
                 else:
                     needs.add(dep)
+                    why.setdefault((sid, dep), (f"{sid} needs {dep}", self.loaded.source.locate(p)))
             refs = []
             for fld in kind.template_fields:
                 if isinstance(data.get(fld), str):
                     refs += self.refs_in(data[fld], ("steps", sid, fld), kind.allowed_refs, step_ids, outputs_of)
-            data_needs = {r.split(".")[1] for r in refs if r.startswith("steps.")}
-            data_needs.discard(sid)
-            for other, outs in outputs_of.items():
+            data_needs = set()
+            for ref, loc in refs:
+                if ref.startswith("steps.") and ref.split(".")[1] != sid:
+                    dep = ref.split(".")[1]
+                    data_needs.add(dep)
+                    why.setdefault((sid, dep), (f"{sid} uses ${{{{ {ref} }}}}", loc))
+            for other, other_s in shaped.items():
+                outs = other_s["outputs"]
                 if other == sid:
                     continue
-                if any(paths.overlaps(i, o) for i in s["inputs"] for o in outs):
-                    data_needs.add(other)
+                for i, inp in enumerate(s["inputs"]):
+                    hit = next((o for o in outs if paths.overlaps(inp, o)), None)
+                    if hit is not None:
+                        data_needs.add(other)
+                        how = f"{sid} reads {hit}" if inp == hit else f"{sid} reads {inp}, which matches {hit}"
+                        why.setdefault((sid, other), (f"{how}, written by {other}",
+                                                      self.loaded.source.locate(s["input_paths"][i])))
+                        break
             edges[sid] = needs | data_needs
             data_edges[sid] = data_needs
-            vars_of[sid] = list(dict.fromkeys(refs))
+            vars_of[sid] = list(dict.fromkeys(ref for ref, _ in refs))
 
         order = [sid for sid in raw_steps if sid in shaped]
         g = graph.build(order, edges)
-        cycle = graph.find_cycle(g)
-        if cycle:
-            self.err(f"dependency cycle: {' -> '.join(cycle)}", ("steps", cycle[1]),
-                     "a step cannot depend on itself through others; remove one of these links")
-        raise_all(self.errors)
+        position = {sid: i for i, sid in enumerate(order)}
+        for cycle in graph.find_cycles(g):
+            # The graph's edges run from a dependency to its dependent; say it the way
+            # the file does ("a needs b"), starting at the step that comes first.
+            ring = list(reversed(cycle[:-1]))
+            start = min(range(len(ring)), key=lambda i: position[ring[i]])
+            ring = ring[start:] + ring[:start]
+            links = [why[(ring[i], ring[(i + 1) % len(ring)])] for i in range(len(ring))]
+            self.err(f"dependency cycle: {' -> '.join(ring + ring[:1])}", ("steps", ring[0]),
+                     "; ".join(how for how, _ in links) +
+                     ". A step cannot depend on itself through others: remove one of these links",
+                     links[0][1])
+        self.raise_errors()
         topo = graph.topological_order(g, order)
 
         steps = []
@@ -296,8 +348,9 @@ class _Resolver:
         raw_inputs = data.get("inputs") or []
         raw_inputs = [raw_inputs] if isinstance(raw_inputs, str) else list(raw_inputs)
         raw_outputs = [data["output"]] if "output" in data else list(data.get("outputs") or [])
-        inputs, outputs = [], []
-        for field, raw, into in (("inputs", raw_inputs, inputs), ("outputs", raw_outputs, outputs)):
+        inputs, outputs, input_paths, output_paths = [], [], [], []
+        for field, raw, into, where in (("inputs", raw_inputs, inputs, input_paths),
+                                        ("outputs", raw_outputs, outputs, output_paths)):
             single = field == "outputs" and "output" in data
             for i, text in enumerate(raw):
                 p = base + (("output",) if single else (field, i) if isinstance(data.get(field), list) else (field,))
@@ -321,23 +374,34 @@ class _Resolver:
                              "amelia's store and git's own files are not outputs")
                     continue
                 into.append(norm)
-        return {"kind": kind, "needs": needs, "inputs": inputs, "outputs": outputs}
+                where.append(p)
+        return {"kind": kind, "needs": needs, "inputs": inputs, "outputs": outputs,
+                "path_errors": len(outputs) != len(raw_outputs),
+                "input_paths": input_paths, "output_paths": output_paths}
 
     def _check_output_clashes(self, shaped: dict) -> None:
-        owner: dict[str, str] = {}
+        """Each file is written by one step: no equal outputs, none inside another's directory."""
+        owner: dict[str, tuple] = {}  # output -> (step, key path)
         for sid, s in shaped.items():
-            for o in s["outputs"]:
-                for other_path, other in owner.items():
-                    same = o.rstrip("/") == other_path.rstrip("/")
-                    nested = (other_path.endswith("/") and o.startswith(other_path)) or (
-                        o.endswith("/") and other_path.startswith(o))
-                    if same or nested:
-                        p = ("steps", sid, "output") if "output" in self.doc["steps"][sid] else ("steps", sid, "outputs")
-                        what = "also written by" if same else "overlaps the output of"
-                        self.err(f"output '{o}' is {what} step '{other}'", p,
-                                 "each file is written by one step only")
-                        break
-                owner.setdefault(o, sid)
+            for o, p in zip(s["outputs"], s["output_paths"]):
+                for other_out, (other, other_p) in owner.items():
+                    mine = o.rstrip("/")
+                    theirs = other_out.rstrip("/")
+                    who = "the same step" if other == sid else f"step '{other}'"
+                    line = self.loaded.source.locate(other_p).line
+                    if mine == theirs:
+                        self.err(f"output '{o}' is also written by {who}", p,
+                                 f"each file is written by one step only (see line {line})")
+                    elif other_out.endswith("/") and o.startswith(other_out):
+                        self.err(f"output '{o}' is inside '{other_out}', an output directory of {who}", p,
+                                 f"a directory output owns everything below it (see line {line})")
+                    elif o.endswith("/") and other_out.startswith(o):
+                        self.err(f"output directory '{o}' contains '{other_out}', an output of {who}", p,
+                                 f"a directory output owns everything below it (see line {line})")
+                    else:
+                        continue
+                    break
+                owner.setdefault(o, (sid, p))
 
 
 def resolve(loaded: Loaded, pipeline_file: str, overrides: dict, digest: str, sources: tuple,

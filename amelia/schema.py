@@ -37,6 +37,11 @@ def validate(loaded: Loaded) -> list[PipelineError]:
     """All schema errors of the document, in file order."""
     import jsonschema
 
+    if loaded.data == {} and not loaded.source.positions:
+        from .errors import Location
+
+        return [PipelineError("the file is empty", Location(loaded.source.file),
+                              "start with `amelia: 1` and a `steps:` mapping")]
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     found: list[tuple[tuple, PipelineError]] = []
@@ -55,15 +60,26 @@ def validate(loaded: Loaded) -> list[PipelineError]:
 
 
 def _leaves(err):
-    """For oneOf/anyOf, the errors of the branch that got furthest, not the wrapper."""
-    if err.validator in ("oneOf", "anyOf") and err.context:
-        import jsonschema.exceptions
+    """For oneOf/anyOf, the errors of the branch the value was meant for, not the wrapper.
 
-        best = jsonschema.exceptions.best_match(err.context)
-        # When every branch failed on type alone, the wrapper reads better.
-        if all(c.validator == "type" for c in err.context):
+    A branch whose type does not fit the value is out; of the rest, the first one's
+    errors are reported (e.g. for `inputs: [3]`, the list branch's "[0] must be a
+    string"). When no branch takes the value's type, the wrapper reads best.
+    """
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        branches: dict[int, list] = {}
+        for c in err.context:
+            branches.setdefault(c.relative_schema_path[0], []).append(c)
+        fitting = [errs for _, errs in sorted(branches.items())
+                   if not any(c.validator == "type" and not c.relative_path for c in errs)]
+        if len(branches) < len(err.validator_value):
+            return [err]  # some branch matched: oneOf failed on matching two
+        if not fitting:
             return [err]
-        return list(_leaves(best))
+        out = []
+        for c in fitting[0]:
+            out.extend(_leaves(c))
+        return out
     return [err]
 
 
@@ -123,6 +139,9 @@ def _translate(err, loaded: Loaded) -> PipelineError:
                              _required_hint(missing))
     if v == "type" or v in ("oneOf", "anyOf"):
         expected = _expected_types(err.schema)
+        if err.instance is None:
+            return PipelineError(f"{_name(path)} is empty; it must be {expected}",
+                                 loaded.source.locate(path), "give it a value, or remove the key")
         return PipelineError(f"{_name(path)} must be {expected}, not {_type_name(err.instance)}",
                              loaded.source.locate(path))
     if v == "const":
@@ -135,13 +154,13 @@ def _translate(err, loaded: Loaded) -> PipelineError:
             "one of: " + ", ".join(str(c) for c in choices)
         return PipelineError(f"{_name(path)} has an unknown value {json.dumps(err.instance)}",
                              loaded.source.locate(path), hint)
+    if v == "pattern" and "propertyNames" in err.absolute_schema_path:
+        # A key is wrong: point at the key, not at the mapping that holds it.
+        return PipelineError(f"{json.dumps(err.instance)} is not a valid name{where}",
+                             loaded.source.locate(path + (err.instance,)), _pattern_hint(err.validator_value))
     if v == "pattern":
         return PipelineError(f"{_name(path)}: {json.dumps(err.instance)} is not a valid name",
-                             loaded.source.locate(path),
-                             "use letters, digits, '_' and '-', starting with a letter or '_'")
-    if v == "propertyNames":
-        return PipelineError(f"{json.dumps(err.instance)} is not a valid name{where}",
-                             loaded.source.locate(path), "use letters, digits, '_' and '-'")
+                             loaded.source.locate(path), _pattern_hint(err.validator_value))
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                 "exclusiveMaximum": "less than"}[v]
@@ -150,7 +169,12 @@ def _translate(err, loaded: Loaded) -> PipelineError:
     if v in ("minLength", "minItems", "minProperties"):
         return PipelineError(f"{_name(path)} must not be empty", loaded.source.locate(path))
     if v == "uniqueItems":
-        return PipelineError(f"{_name(path)} lists the same item twice", loaded.source.locate(path))
+        items = err.instance if isinstance(err.instance, list) else []
+        dup = next((i for i, x in enumerate(items) if x in items[:i]), None)
+        if dup is None:
+            return PipelineError(f"{_name(path)} lists the same item twice", loaded.source.locate(path))
+        return PipelineError(f"{_name(path)} lists {json.dumps(items[dup])} twice",
+                             loaded.source.locate(path + (dup,)), "remove one of them")
     return PipelineError(f"{_name(path)}: {err.message}", loaded.source.locate(path))
 
 
@@ -166,6 +190,16 @@ def _describe(path: tuple) -> str:
     if not path:
         return " at the top level"
     return f" in '{format_path(path)}'"
+
+
+def _pattern_hint(pattern: str) -> str:
+    if pattern == "^[A-Za-z_][A-Za-z0-9_-]*$":
+        return "use letters, digits, '_' and '-', starting with a letter or '_'"
+    if pattern == "^[A-Za-z_][A-Za-z0-9_]*$":
+        return "use letters, digits and '_', starting with a letter or '_'"
+    if pattern == "^[A-Za-z0-9][A-Za-z0-9_.-]*$":
+        return "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+    return f"it must match {pattern}" if pattern else ""
 
 
 def _required_hint(key: str) -> str:

@@ -10,37 +10,49 @@ ROOTS = ("params", "steps", "context", "env", "name")
 
 
 class TemplateSyntaxError(ValueError):
-    def __init__(self, message: str, offset: int, hint: str = ""):
+    def __init__(self, message: str, offset: int, hint: str = "", source: str = ""):
         super().__init__(message)
         self.offset = offset
         self.hint = hint
+        self.source = source  # the template as written, to find it in the file
 
 
-def references(text: str) -> list[tuple[str, int]]:
-    """Every reference in `text` with its offset; raises TemplateSyntaxError."""
-    out = []
+def scan(text: str) -> tuple[list[tuple[str, int, str]], list[TemplateSyntaxError]]:
+    """Every reference in `text` as (ref, offset, source), and every syntax error.
+
+    `source` is the template as written (e.g. '${{ params.goal }}'), for locating it.
+    """
+    refs, errors = [], []
+    end = 0
     for m in _TEMPLATE.finditer(text):
+        end = m.end()
         ref = m.group(1).strip()
         if not ref:
-            raise TemplateSyntaxError("empty template ${{ }}", m.start())
+            errors.append(TemplateSyntaxError("empty template ${{ }}", m.start(),
+                                              "put a reference inside, like ${{ params.goal }}", m.group(0)))
+            continue
         if not _DOTTED.match(ref):
-            raise TemplateSyntaxError(
+            errors.append(TemplateSyntaxError(
                 f"'{ref}' is not a reference",
                 m.start(),
                 "templates hold dotted references only, like ${{ params.goal }}; no code runs",
-            )
-        out.append((ref, m.start()))
-    unclosed = text.find("${{", out_end(text))
+                m.group(0),
+            ))
+            continue
+        refs.append((ref, m.start(), m.group(0)))
+    unclosed = text.find("${{", end)
     if unclosed != -1:
-        raise TemplateSyntaxError("unclosed template: '${{' without '}}'", unclosed)
-    return out
+        errors.append(TemplateSyntaxError("unclosed template: '${{' without '}}'", unclosed,
+                                          "end it with '}}'", "${{"))
+    return refs, errors
 
 
-def out_end(text: str) -> int:
-    last = None
-    for last in _TEMPLATE.finditer(text):
-        pass
-    return last.end() if last else 0
+def references(text: str) -> list[tuple[str, int]]:
+    """Every reference in `text` with its offset; raises the first TemplateSyntaxError."""
+    refs, errors = scan(text)
+    if errors:
+        raise min(errors, key=lambda e: e.offset)
+    return [(ref, offset) for ref, offset, _ in refs]
 
 
 def substitute(text: str, value_of) -> str:
@@ -56,5 +68,4 @@ def env_name(ref: str) -> str:
     if parts[0] == "name":
         return "AMELIA_PIPELINE_NAME"
     head = {"params": "PARAM", "steps": "STEP"}.get(parts[0], parts[0].upper())
-    rest = "_".join(parts[1:])
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"AMELIA_{head}_{rest}").upper()
+    return re.sub(r"[^A-Za-z0-9_]", "_", "_".join(["AMELIA", head, *parts[1:]])).upper()

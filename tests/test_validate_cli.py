@@ -1,0 +1,169 @@
+"""`amelia validate` on bad files: exact messages (golden files), exit code 2, no traceback.
+
+Each tests/cases/invalid_<kind>/ holds an amelia.yaml and expected.txt, the exact
+stderr of `amelia validate`. Regenerate with AMELIA_UPDATE_GOLDEN=1, then read the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import CASES, assert_golden
+
+INVALID = sorted(p.name for p in CASES.glob("invalid_*") if (p / "amelia.yaml").exists())
+
+
+def _symlink_out(project, tmp_path):
+    """shared/ in the project leads outside it (git cannot hold the link portably)."""
+    outside = tmp_path / "outside"
+    (outside / "lib").mkdir(parents=True)
+    (outside / "lib" / "x.c").write_text("int x;\n")
+    os.symlink(outside, project.root / "shared")
+
+
+SETUP = {"invalid_symlink_escape": _symlink_out}
+
+
+def _copy_case(name: str, project, tmp_path) -> None:
+    for item in (CASES / name).iterdir():
+        if item.name != "expected.txt":
+            shutil.copy(item, project.root / item.name)
+    if name in SETUP:
+        SETUP[name](project, tmp_path)
+
+
+def test_there_are_cases():
+    assert len(INVALID) >= 25
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_file(name, project, tmp_path):
+    _copy_case(name, project, tmp_path)
+    started = time.monotonic()
+    proc = project.run("validate")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert_golden(proc.stderr, CASES / name / "expected.txt")
+    assert elapsed < 10  # an alias bomb is refused, not expanded
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_every_error_line_is_located(name):
+    """`FILE:LINE:COL: error:` for each error (file-level problems have no line)."""
+    text = (CASES / name / "expected.txt").read_text()
+    heads = [line for line in text.splitlines() if ": error: " in line]
+    assert heads
+    file_level = {"invalid_empty_file"}
+    for head in heads:
+        where = head.split(": error: ")[0]
+        if name in file_level:
+            assert where == "amelia.yaml"
+        else:
+            file, line, col = where.split(":")
+            assert file == "amelia.yaml" and int(line) >= 1 and int(col) >= 1, head
+
+
+def test_several_errors_end_with_a_count():
+    text = (CASES / "invalid_many_errors" / "expected.txt").read_text()
+    n = text.count(": error: ")
+    assert n >= 4
+    assert text.endswith(f"{n} errors found\n")
+
+
+def test_one_error_has_no_count():
+    text = (CASES / "invalid_cycle" / "expected.txt").read_text()
+    assert "errors found" not in text and "error found" not in text
+
+
+def test_debug_shows_the_traceback_and_the_message(project):
+    _copy_case("invalid_cycle", project, None)
+    proc = project.run("--debug", "validate")
+    assert proc.returncode == 2
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.endswith((CASES / "invalid_cycle" / "expected.txt").read_text())
+
+
+def test_json_error_report(project):
+    _copy_case("invalid_typo_step_key", project, None)
+    proc = project.run("validate", "--json")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    err = json.loads(proc.stderr)["error"]
+    assert err["line"] == 7 and err["col"] == 5
+    assert err["path"] == "steps.test.neds"
+    assert err["hint"] == "did you mean 'needs'?"
+
+
+def test_json_error_group(project):
+    _copy_case("invalid_many_errors", project, None)
+    proc = project.run("validate", "--json")
+    assert proc.returncode == 2
+    errors = json.loads(proc.stderr)["error"]["errors"]
+    assert len(errors) == (CASES / "invalid_many_errors" / "expected.txt").read_text().count(": error: ")
+    assert [e["line"] for e in errors] == sorted(e["line"] for e in errors)
+
+
+def test_valid_file(project):
+    project.pipeline("""\
+        amelia: 1
+        steps:
+          build: {run: make, output: build/app}
+          test: {run: make test, inputs: [build/app]}
+        """)
+    proc = project.run("validate")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "amelia.yaml: ok (2 steps)\n"
+    assert proc.stderr == ""
+
+
+def test_missing_file(project):
+    proc = project.run("validate", "nope.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("nope.yaml: error: pipeline file not found: nope.yaml")
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_file_in_directory(project):
+    proc = project.run("validate")
+    assert proc.returncode == 2
+    assert "error: no amelia.yaml in" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", ids=["typo", "unknown", "type", "no-equals", "enum"], argvalues=[
+    (["-p", "mdoe=slow"], "error: unknown param 'mdoe' given with -p\n  hint: did you mean 'mode'?\n"),
+    (["-p", "zzz=1"], "error: unknown param 'zzz' given with -p\n  hint: declared params: n, mode\n"),
+    (["-p", "n=three"], "error: param 'n' must be an integer, got 'three'\n"),
+    (["-p", "n"], "error: -p takes name=value, got 'n'\n"),
+    (["-p", "mode=fsat"], "error: param 'mode' must be one of fast, slow, got 'fsat'\n"
+                          "  hint: did you mean 'fast'?\n"),
+])
+def test_bad_param_overrides_are_usage_errors(project, args, message):
+    project.pipeline("""\
+        amelia: 1
+        params:
+          n: {type: integer, default: 1}
+          mode: {type: string, enum: [fast, slow], default: fast}
+        steps:
+          build: {run: make}
+        """)
+    proc = project.run("validate", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_schema_command_prints_the_schema(project):
+    from amelia.schema import load_schema, schema_path
+
+    proc = project.run("schema", check=0)
+    with open(schema_path(), encoding="utf-8") as f:
+        assert proc.stdout == f.read()
+    assert json.loads(proc.stdout) == load_schema()
