@@ -117,6 +117,8 @@ def main(argv: list | None = None) -> None:
         fields = fast_parse(args[1:])
         if fields is not None:
             sys.exit(run_command(fields, args[0], args))
+    if "--debug" in args[1:]:  # accepted after the command too, as on run/plan
+        args = ["--debug"] + [a for a in args if a != "--debug"]
     from .cli import main as cli_main
 
     cli_main(args)

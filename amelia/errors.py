@@ -53,7 +53,9 @@ class AmeliaError(Exception):
         if loc and loc.snippet and loc.line:
             gutter = f"{loc.line:>4} | "
             lines.append(f"{gutter}{loc.snippet}")
-            lines.append(" " * (len(gutter) + max(loc.col - 1, 0)) + "^")
+            # Keep tabs under tabs so the caret lines up with the column.
+            pad = "".join("\t" if ch == "\t" else " " for ch in loc.snippet[: max(loc.col - 1, 0)])
+            lines.append(" " * len(gutter) + pad + "^")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
