@@ -17,6 +17,7 @@ from .spec import CACHE_FORMAT_VERSION, Pipeline, Step, canonical_json
 from .store.objects import hash_file, tree_digest
 
 RACY_NS = 100_000_000  # 0.1 s
+COARSE_RACY_NS = 2_000_000_000  # an mtime in whole seconds: the clock may be that coarse
 
 
 class FileStates:
@@ -43,7 +44,11 @@ class FileStates:
         digest = hash_file(full)
         entry = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
         self.memo[rel] = entry
-        if self.now_ns - st.st_mtime_ns > RACY_NS:
+        # Racy: a file modified just before it was read could change again without its
+        # mtime moving. Compare with the time of reading (a step may write it mid-run),
+        # and allow for filesystems that keep whole seconds only.
+        window = RACY_NS if st.st_mtime_ns % 1_000_000_000 else COARSE_RACY_NS
+        if time.time_ns() - st.st_mtime_ns > window:
             self.updates[rel] = entry
         return digest
 
@@ -113,7 +118,8 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline) -> Fingerpri
                     inputs[out] = None  # not on disk yet, or deleted: its producer says
                     made_by[out] = producer
                     matched = True
-            if not matched and not paths.is_glob(pattern):
+            if not matched and not paths.is_glob(pattern) and not os.path.isdir(
+                    os.path.join(states.root, pattern)):  # an empty directory is there
                 missing.append(pattern)
     except ValueError as e:  # a symlink that leaves the project
         return Fingerprint(error=str(e))

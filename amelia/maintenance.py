@@ -31,14 +31,14 @@ def verify(store) -> Report:
     """Re-hash every object; list the ones whose bytes changed, and records that lost objects."""
     bad = store.objects.verify()
     objects = sum(1 for _ in store.objects.iter_objects())
-    missing = 0
+    # A corrupt object must never be restored: drop it, so its step re-runs.
+    for digest in bad:
+        store.objects.remove(digest)
+    missing = 0  # record outputs that can no longer be restored (including those just dropped)
     for _key, _step, outputs in store.state.all_record_outputs():
         for digest in outputs.values():
             if not store.objects.can_restore(digest):
                 missing += 1
-    # A corrupt object must never be restored: drop it, so its step re-runs.
-    for digest in bad:
-        store.objects.remove(digest)
     counts = {"objects checked": objects, "corrupt (removed)": len(bad), "missing": missing}
     return Report("cache verify", counts, tuple(bad))
 
@@ -79,7 +79,11 @@ def gc(store, pipeline, keep: int) -> Report:
     old_logs = sorted(os.listdir(logs))[:-KEEP_LOG_RUNS] if os.path.isdir(logs) else []
     for name in old_logs:
         shutil.rmtree(os.path.join(logs, name), ignore_errors=True)
-    counts = {"records dropped": len(drop), "objects removed": removed, "log dirs removed": len(old_logs)}
+    # The file-state memo is read whole on every run: forget files that are gone.
+    gone = [p for p in store.state.file_states() if not os.path.lexists(os.path.join(store.root, p))]
+    store.state.delete_file_states(gone)
+    counts = {"records dropped": len(drop), "objects removed": removed, "log dirs removed": len(old_logs),
+              "file states dropped": len(gone)}
     return Report("cache gc", counts)
 
 

@@ -1,7 +1,8 @@
 """Project-relative paths: confinement checks, glob matching and fast expansion.
 
 Globs: `*` and `?` stay within one path segment, `**` spans any number of them,
-`[abc]` is a class. The store (.amelia) and .git are never matched.
+`[abc]` is a class and `[!abc]` (or `[^abc]`) its complement, within a segment.
+The store (.amelia) and .git are never matched.
 """
 
 from __future__ import annotations
@@ -75,14 +76,22 @@ def glob_regex(pattern: str) -> re.Pattern:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            j = pattern.find("]", i + 1)
+            j = i + 1
+            if j < n and pattern[j] in "!^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1  # a leading ']' is a member, as in fnmatch
+            j = pattern.find("]", j)
             if j == -1:
                 out.append(re.escape(c))
             else:
                 body = pattern[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+                negate = body[:1] in ("!", "^")  # '^' too, as bash and git accept it
+                if negate:
+                    body = body[1:]
+                body = "".join("\\" + ch if ch in "\\[]^&~|" else ch for ch in body)
+                # A class matches one character of a segment, never the separator.
+                out.append(f"[^{body}/]" if negate else f"[{body}]")
                 i = j
         else:
             out.append(re.escape(c))
@@ -99,40 +108,58 @@ def matches(pattern: str, path: str) -> bool:
 
 def overlaps(input_pattern: str, output: str) -> bool:
     """Could a file the output names be read through the input pattern?"""
-    if output.endswith("/"):
-        out_dir = output.rstrip("/")
-        prefix = literal_prefix(input_pattern)
-        if prefix == out_dir or prefix.startswith(out_dir + "/"):
-            return True  # the input is the directory or inside it
-        if is_glob(input_pattern) and (not prefix or out_dir.startswith(prefix + "/")):
-            probe = out_dir + "/x"
-            return glob_regex(input_pattern).match(probe) is not None or matches(input_pattern, out_dir)
-        return not is_glob(input_pattern) and out_dir.startswith(prefix + "/")
-    return matches(input_pattern, output)
+    if not output.endswith("/"):
+        return matches(input_pattern, output)
+    out_dir = output.rstrip("/")
+    if not is_glob(input_pattern):
+        p = input_pattern.rstrip("/")
+        # the input is the directory, a path inside it, or a directory holding it
+        return p == out_dir or p.startswith(out_dir + "/") or out_dir.startswith(p + "/")
+    # A glob reads files only (never a directory by name): can it match one below out_dir?
+    return _reaches_below(tuple(input_pattern.rstrip("/").split("/")), tuple(out_dir.split("/")))
+
+
+def _reaches_below(pat: tuple, segs: tuple) -> bool:
+    """Can the pattern segments match some path strictly below the directory `segs`?"""
+    if not segs:
+        return bool(pat)
+    if not pat:
+        return False
+    head = pat[0]
+    if head == "**":
+        return _reaches_below(pat[1:], segs) or _reaches_below(pat, segs[1:])
+    if "**" in head:  # 'a**b' spans segments: anything below a dir starting right may match
+        return glob_regex(head.split("**")[0] + "*").match(segs[0]) is not None
+    if glob_regex(head).match(segs[0]) is None:
+        return False
+    return _reaches_below(pat[1:], segs[1:])
 
 
 def expand(root: str, pattern: str, escape_check=True):
     """Files under root matching the pattern, as (relpath, stat_result), sorted.
 
     A literal path names a file or a whole directory. Symlinks that lead outside
-    the root raise ValueError.
+    the root raise ValueError; symlinked directories inside a walk are not followed,
+    and dangling symlinks are skipped.
     """
     if not is_glob(pattern):
         rel = pattern.rstrip("/")
         full = os.path.join(root, rel)
         try:
             st = os.stat(full)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        if escape_check:
+            _check_link(root, rel)  # the path itself or a directory on its way may be a link
         if not _is_dir(st):
-            if escape_check and os.path.islink(full):
-                _check_link(root, rel)
             return [(rel, st)]
         return sorted(_walk(root, rel, None, escape_check))
     base = literal_prefix(pattern)
     rx = glob_regex(pattern)
     rest = pattern[len(base) + 1 :] if base else pattern
     recursive = "/" in rest.rstrip("/") or "**" in rest
+    if base and escape_check and os.path.lexists(os.path.join(root, base)):
+        _check_link(root, base)
     if not recursive:
         out = []
         try:
@@ -146,7 +173,10 @@ def expand(root: str, pattern: str, escape_check=True):
                     continue
                 if entry.is_symlink() and escape_check:
                     _check_link(root, rel)
-                st = entry.stat()
+                try:
+                    st = entry.stat()
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # a dangling symlink
                 if not _is_dir(st):
                     out.append((rel, st))
         out.sort()
@@ -175,14 +205,23 @@ def _walk(root: str, base: str, rx, escape_check: bool):
                         stack.append(rel)
                     continue
                 if rx is None or rx.match(rel):
-                    yield rel, entry.stat()
+                    try:
+                        st = entry.stat()
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue  # a dangling symlink
+                    yield rel, st
 
 
 def _check_link(root: str, rel: str) -> None:
     real = os.path.realpath(os.path.join(root, rel))
-    real_root = os.path.realpath(root)
-    if not real.startswith(real_root + os.sep):
+    real_root = _real_root(root)
+    if real != real_root and not real.startswith(real_root + os.sep):
         raise ValueError(f"{rel} is a symlink that leads outside the project root")
+
+
+@lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
 
 
 def _is_dir(st) -> bool:

@@ -17,21 +17,24 @@ class ProjectLock:
     def acquire(self, wait: bool = False, timeout: float | None = None) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait or (deadline is not None and time.monotonic() > deadline):
-                    holder = _read_holder(fd)
-                    os.close(fd)
-                    raise LockHeld(
-                        f"another amelia process{holder} is running in this project",
-                        hint="wait for it to finish, or pass --wait to queue behind it",
-                    ) from None
-                time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not wait or (deadline is not None and time.monotonic() > deadline):
+                        holder = _read_holder(fd)
+                        raise LockHeld(
+                            f"another amelia process{holder} is running in this project",
+                            hint="wait for it to finish, or pass --wait to queue behind it",
+                        ) from None
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except BaseException:  # LockHeld, or Ctrl-C while waiting: do not leak the fd
+            os.close(fd)
+            raise
         self.fd = fd
 
     def release(self) -> None:

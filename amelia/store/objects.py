@@ -15,6 +15,17 @@ import tempfile
 
 CHUNK = 1 << 20
 TREE_PREFIX = "tree-"
+SKIP_DIRS = frozenset((".amelia", ".git"))  # as paths.SKIP_DIRS: never part of a tree
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Restored files get the mode a step's own write would give them, not mkstemp's 0600.
+FILE_MODE = 0o666 & ~_umask()
 
 
 def hash_file(path: str) -> str:
@@ -61,6 +72,7 @@ def atomic_copy(src: str, dst: str) -> None:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, CHUNK)
             out.flush()
+            os.fchmod(out.fileno(), FILE_MODE)
             os.fsync(out.fileno())
         os.replace(tmp, dst)
     except BaseException:
@@ -122,14 +134,17 @@ class ObjectStore:
         final = self.path(digest)
         if os.path.exists(final):
             return digest
+        tmp_dir = os.path.join(self.dir, "tmp")  # not among the objects while it is written
+        os.makedirs(tmp_dir, exist_ok=True)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(final))
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, final)
+            fsync_dir(os.path.dirname(final))
         except BaseException:
             _unlink(tmp)
             raise
@@ -138,9 +153,13 @@ class ObjectStore:
     def put_tree(self, directory: str, file_hashes: dict[str, str] | None = None) -> str:
         """Store every file under `directory` and a manifest of them; returns "tree-<sha>"."""
         manifest = {}
-        for dirpath, _dirs, files in os.walk(directory):
+        # The same files FileStates.tree hashes: no .git/.amelia, no dangling links.
+        for dirpath, dirs, files in os.walk(directory):
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
             for name in files:
                 full = os.path.join(dirpath, name)
+                if name in SKIP_DIRS or not os.path.isfile(full):
+                    continue
                 rel = os.path.relpath(full, directory).replace(os.sep, "/")
                 manifest[rel] = self.put_file(full, (file_hashes or {}).get(rel))
         return TREE_PREFIX + self.put_bytes(tree_bytes(manifest))
@@ -155,13 +174,17 @@ class ObjectStore:
             atomic_copy(self.path(digest), dst)
             return
         manifest = self.read_tree(digest)
+        os.makedirs(dst, exist_ok=True)  # an empty directory is an output too
         for rel, h in manifest.items():
             target = os.path.join(dst, rel)
             if not (os.path.isfile(target) and hash_file(target) == h):
                 atomic_copy(self.path(h), target)
         # The directory belongs to the step: files it did not produce go.
-        for dirpath, _dirs, files in os.walk(dst):
+        for dirpath, dirs, files in os.walk(dst):
+            dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
             for name in files:
+                if name in SKIP_DIRS:
+                    continue
                 rel = os.path.relpath(os.path.join(dirpath, name), dst).replace(os.sep, "/")
                 if rel not in manifest:
                     os.unlink(os.path.join(dirpath, name))

@@ -71,6 +71,9 @@ class StateDB:
             self._write("INSERT OR REPLACE INTO file_state VALUES (?,?,?,?,?)",
                         [(p,) + tuple(v) for p, v in states.items()])
 
+    def delete_file_states(self, paths) -> None:
+        self._write("DELETE FROM file_state WHERE path=?", [(p,) for p in paths])
+
     # -- resolved pipelines --------------------------------------------------------
     def pipeline(self, digest: str) -> str | None:
         with self.lock:
