@@ -195,16 +195,19 @@ def verify(ctx, file, json_):
 @cache.command()
 @FILE_ARG
 @click.option("--keep", default=3, show_default=True, help="Records to keep per step.")
+@click.option("--prune-other-steps", is_flag=True,
+              help="Also drop records of steps this pipeline does not have "
+                   "(they may belong to another pipeline file in the same project).")
 @click.option("--json", "json_", is_flag=True)
 @click.pass_context
-def gc(ctx, file, keep, json_):
+def gc(ctx, file, keep, prune_other_steps, json_):
     """Drop old records, unreferenced objects and old logs."""
     from . import maintenance
 
     def go():
         pipeline, store = _store_for(file)
         store.lock.acquire()
-        report = maintenance.gc(store, pipeline, keep)
+        report = maintenance.gc(store, pipeline, keep, prune_other_steps)
         click.echo(report.render(json_), nl=False)
 
     _guard(go, json_, ctx.parent.parent.obj["debug"])

@@ -43,8 +43,12 @@ def verify(store) -> Report:
     return Report("cache verify", counts, tuple(bad))
 
 
-def gc(store, pipeline, keep: int) -> Report:
-    """Keep the newest `keep` records of each current step; drop the rest and orphans."""
+def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
+    """Keep the newest `keep` records of each step; drop the rest and orphaned objects.
+
+    Several pipeline files in one repository share one store, so records of steps
+    this pipeline does not have are kept unless `prune_other_steps` says otherwise.
+    """
     current = {s.id for s in pipeline.steps}
     by_step: dict = {}
     with store.state.lock:
@@ -54,7 +58,7 @@ def gc(store, pipeline, keep: int) -> Report:
     live = set()
     for key, step, outputs in rows:
         kept = by_step.setdefault(step, [])
-        if step in current and len(kept) < keep:
+        if (step in current or not prune_other_steps) and len(kept) < keep:
             kept.append(key)
             live.update(json.loads(outputs).values())
         else:

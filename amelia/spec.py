@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 # Bump when the meaning of a cache key changes: every step then re-runs once.
 CACHE_FORMAT_VERSION = 1
 # Bump when Pipeline's shape changes: cached resolved pipelines are then ignored.
-SPEC_FORMAT_VERSION = 1
+SPEC_FORMAT_VERSION = 2
 
 # Fields of a step that change nothing it produces; they stay out of its cache key.
 COSMETIC_FIELDS = ("description", "needs", "timeout", "approve")

@@ -124,6 +124,9 @@ def test_gc_drops_records_of_steps_no_longer_in_the_pipeline(store, tmp_path):
     store.state.save_record("ka", "a", {"a.txt": h_a}, {}, "r", 0.0)
     store.state.save_record("kg", "removed-step", {"g.txt": h_gone}, {}, "r", 0.0)
     r = maintenance.gc(store, pipeline_of("a"), keep=5)
+    assert r.counts["records dropped"] == 0  # another pipeline file may own it
+    assert objects_in(store) == {h_a, h_gone}
+    r = maintenance.gc(store, pipeline_of("a"), keep=5, prune_other_steps=True)
     assert r.counts["records dropped"] == 1
     assert objects_in(store) == {h_a}
 
