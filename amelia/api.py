@@ -23,6 +23,7 @@ VERSION = "0.1.0"
 class RunOptions:
     file: str | None = None
     params: tuple = ()  # (name, raw value) pairs from -p
+    models: tuple = ()  # (model name, replacement model name) pairs from --model
     jobs: int = 0  # 0: the number of cores
     force: tuple = ()
     force_all: bool = False
@@ -69,8 +70,32 @@ def _digest(path: str, raw: bytes, overrides: dict) -> str:
     return h.hexdigest()
 
 
-def resolve_file(path: str, overrides: dict, raw: bytes | None = None, digest: str = "") -> Pipeline:
-    """The full, uncached chain: parse, schema-validate, resolve, check the graph."""
+def _overrides(params=(), models=()) -> dict:
+    """-p and --model values (and AMELIA_MODEL), as one mapping: part of the digest."""
+    model_map = dict(parse_model_overrides(os.environ.get("AMELIA_MODEL", "")))
+    model_map.update(dict(models))
+    return {"params": dict(params), "models": model_map}
+
+
+def parse_model_overrides(text: str) -> list:
+    """'default=claude,fast=claude' → [('default', 'claude'), ('fast', 'claude')]."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise UsageError(f"--model takes NAME=MODEL, got {item!r}",
+                             hint="e.g. --model default=claude: steps using `default` use `claude`")
+        out.append((name.strip(), target.strip()))
+    return out
+
+
+def resolve_file(path: str, overrides: dict | None = None, raw: bytes | None = None,
+                 digest: str = "") -> Pipeline:
+    """The full, uncached chain: parse, schema-validate, resolve, check the graph.
+
+    overrides: as made by `_overrides` (params and model replacements); default none.
+    """
+    overrides = overrides or _overrides()
     from . import resolve, schema
     from .errors import raise_all
     from .loader import load_bytes
@@ -85,20 +110,33 @@ def resolve_file(path: str, overrides: dict, raw: bytes | None = None, digest: s
     raise_all(schema.validate(loaded))
     digest = digest or _digest(path, raw, overrides)
     sources = ((path, hashlib.sha256(raw).hexdigest()),)
-    return resolve.resolve(loaded, path, overrides, digest, sources)
+    return resolve.resolve(loaded, path, overrides["params"], digest, sources,
+                           model_overrides=overrides["models"])
 
 
 def _declares_root(raw: bytes) -> bool:
     return raw.startswith(b"root:") or b"\nroot:" in raw
 
 
-def open_project(file: str | None, params=(), create: bool = True):
+def _sources_unchanged(pipeline: Pipeline) -> bool:
+    """Prompt and schema files read at resolve time still have the bytes they had."""
+    for rel, sha in pipeline.sources[1:]:
+        try:
+            with open(os.path.join(pipeline.root, rel), "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != sha:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def open_project(file: str | None, params=(), create: bool = True, models=()):
     """(Pipeline, Store): the resolved pipeline from the store's cache when the bytes match."""
     from .paths import find_root
     from .store import Store, exists
 
     path = pipeline_path(file)
-    overrides = dict(params)
+    overrides = _overrides(params, models)
     raw = _read(path)
     digest = _digest(path, raw, overrides)
     if _declares_root(raw):
@@ -113,15 +151,17 @@ def open_project(file: str | None, params=(), create: bool = True):
         cached = store.state.pipeline(digest)
         if cached is not None:
             pipeline = Pipeline.from_json(cached)
-        else:
+            if not _sources_unchanged(pipeline):
+                pipeline = None
+        if pipeline is None:
             pipeline = resolve_file(path, overrides, raw, digest)
             store.state.save_pipeline(digest, pipeline.to_json())
     return pipeline, store
 
 
-def validate(file: str | None, params=()) -> Pipeline:
+def validate(file: str | None, params=(), models=()) -> Pipeline:
     path = pipeline_path(file)
-    return resolve_file(path, dict(params))
+    return resolve_file(path, _overrides(params, models))
 
 
 def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
@@ -170,7 +210,7 @@ def run(opts: RunOptions, out=None) -> dict:
 
     t0 = time.time()
     out = out or sys.stdout
-    pipeline, store = open_project(opts.file, opts.params)
+    pipeline, store = open_project(opts.file, opts.params, models=opts.models)
     try:
         if not (opts.dry_run or opts.check):
             store.lock.acquire(wait=opts.wait)

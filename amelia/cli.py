@@ -41,6 +41,8 @@ def _run_options(fn):
         FILE_ARG,
         click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
                      help="Set a param (repeatable)."),
+        click.option("-m", "--model", "models", multiple=True, metavar="NAME=MODEL",
+                     help="Use model MODEL wherever NAME is used, e.g. default=claude (repeatable)."),
         click.option("--json", "json_", is_flag=True, help="JSON output."),
         click.option("--force", multiple=True, metavar="STEP", help="Run STEP even if cached."),
         click.option("--force-all", is_flag=True, help="Run every step."),
@@ -60,9 +62,9 @@ def _run_options(fn):
 @click.option("--check", is_flag=True, help="Exit 3 if anything is stale; run nothing.")
 @click.option("--wait", is_flag=True, help="Wait for another run in this project to finish.")
 @click.pass_context
-def run(ctx, file, params, json_, force, force_all, only, verbose, jobs, dry_run, check, wait):
+def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait):
     """Run the steps whose inputs changed."""
-    fields = dict(file=file, params=list(params), json=json_, force=list(force), force_all=force_all,
+    fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
                   wait=wait, debug=ctx.obj["debug"])
     sys.exit(run_command(fields, "run", sys.argv[1:]))
@@ -71,9 +73,9 @@ def run(ctx, file, params, json_, force, force_all, only, verbose, jobs, dry_run
 @cli.command()
 @_run_options
 @click.pass_context
-def plan(ctx, file, params, json_, force, force_all, only, verbose):
+def plan(ctx, file, params, models, json_, force, force_all, only, verbose):
     """Say what `run` would do, and why."""
-    fields = dict(file=file, params=list(params), json=json_, force=list(force), force_all=force_all,
+    fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, debug=ctx.obj["debug"])
     sys.exit(run_command(fields, "plan", sys.argv[1:]))
 
@@ -81,14 +83,15 @@ def plan(ctx, file, params, json_, force, force_all, only, verbose):
 @cli.command()
 @FILE_ARG
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME=MODEL")
 @click.option("--json", "json_", is_flag=True)
 @click.pass_context
-def validate(ctx, file, params, json_):
+def validate(ctx, file, params, models, json_):
     """Check the pipeline file: schema, references, paths, cycles."""
     from .entry import parse_param
 
     def go():
-        pipeline = api.validate(file, tuple(parse_param(p) for p in params))
+        pipeline = api.validate(file, tuple(parse_param(p) for p in params), _models(models))
         if json_:
             click.echo(f'{{"valid": true, "pipeline": "{pipeline.name}", "steps": {len(pipeline.steps)}}}')
         else:
@@ -100,18 +103,23 @@ def validate(ctx, file, params, json_):
 @cli.command()
 @FILE_ARG
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME=MODEL")
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text")
 @click.pass_context
-def graph(ctx, file, params, fmt):
+def graph(ctx, file, params, models, fmt):
     """Print the step graph (text, mermaid or dot)."""
     from . import graph as graph_mod
     from .entry import parse_param
 
     def go():
-        pipeline = api.validate(file, tuple(parse_param(p) for p in params))
+        pipeline = api.validate(file, tuple(parse_param(p) for p in params), _models(models))
         click.echo(graph_mod.render(pipeline, fmt), nl=False)
 
     _guard(go, False, ctx.obj["debug"])
+
+
+def _models(models) -> tuple:
+    return tuple(m for text in models for m in api.parse_model_overrides(text))
 
 
 def _store_for(file):

@@ -14,6 +14,7 @@ RUN_FLAGS = {
     "-p": ("params", True, True), "--param": ("params", True, True),
     "-j": ("jobs", True, False), "--jobs": ("jobs", True, False),
     "--force": ("force", True, True), "--only": ("only", True, True),
+    "-m": ("models", True, True), "--model": ("models", True, True),
     "--force-all": ("force_all", False, False), "--dry-run": ("dry_run", False, False),
     "--check": ("check", False, False), "--json": ("json", False, False),
     "--wait": ("wait", False, False), "-v": ("verbose", False, False),
@@ -32,7 +33,7 @@ def parse_param(text: str) -> tuple:
 
 def fast_parse(args: list) -> dict | None:
     """RunOptions fields for the forms we know, else None (click then takes over)."""
-    got: dict = {"params": [], "force": [], "only": []}
+    got: dict = {"params": [], "force": [], "only": [], "models": []}
     files = []
     i = 0
     while i < len(args):
@@ -75,9 +76,12 @@ def options_from(fields: dict, command: str, argv: list):
     fields = dict(fields)
     fields.pop("debug", None)
     params = tuple(parse_param(p) for p in fields.pop("params", ()))
+    from .api import parse_model_overrides
+
+    models = tuple(m for text in fields.pop("models", ()) for m in parse_model_overrides(text))
     if command == "plan":
         fields["dry_run"] = True
-    return RunOptions(params=params, force=tuple(fields.pop("force", ())),
+    return RunOptions(params=params, models=models, force=tuple(fields.pop("force", ())),
                       only=tuple(fields.pop("only", ())), argv=tuple(argv), **fields)
 
 

@@ -12,6 +12,8 @@ from . import graph, paths, templates
 from .paths import find_root
 from .errors import PipelineError, UsageError, did_you_mean, raise_all
 from .loader import Loaded
+from .resolve_agents import AgentResolution, file_location, model_configs
+from .providers import ModelConfig
 from .spec import COSMETIC_FIELDS, Pipeline, Step, TemplateVar, canonical_json
 from .steps import KINDS, kind_of
 
@@ -63,11 +65,13 @@ def _type_ok(ptype: str | None, value) -> bool:
 
 
 class _Resolver:
-    def __init__(self, loaded: Loaded, pipeline_file: str, overrides: dict, root: str | None):
+    def __init__(self, loaded: Loaded, pipeline_file: str, overrides: dict, root: str | None,
+                 model_overrides: dict | None = None):
         self.doc = loaded.data
         self.loaded = loaded
         self.file = pipeline_file
         self.overrides = overrides
+        self.model_overrides = model_overrides or {}
         self.errors: list = []
         self.root = root or self._root()
 
@@ -123,15 +127,25 @@ class _Resolver:
         return values
 
     # -- templates ------------------------------------------------------------------
-    def refs_in(self, text: str, path: tuple, allowed: tuple, step_ids, outputs_of) -> list:
-        """The good references in a template as (ref, Location); each bad one is an error."""
+    def refs_in(self, text: str, path: tuple, allowed: tuple, step_ids, outputs_of,
+                file: str | None = None) -> list:
+        """The good references in a template as (ref, Location); each bad one is an error.
+
+        `file`: the text is that file's (a prompt file), not the value at `path`.
+        """
         source = self.loaded.source
+
+        def where(offset, needle):
+            if file:
+                return file_location(file, text, offset, needle)
+            return source.locate_within(path, text, offset, needle)
+
         found, syntax = templates.scan(text)
         for e in syntax:
-            self.err(str(e), path, e.hint, source.locate_within(path, text, e.offset, e.source))
+            self.err(str(e), path, e.hint, where(e.offset, e.source))
         good = []
         for ref, offset, written in found:
-            loc = source.locate_within(path, text, offset, written)
+            loc = where(offset, written)
 
             def bad(message, hint=""):
                 self.err(message, path, hint, loc)
@@ -211,8 +225,11 @@ class _Resolver:
     def resolve(self, digest: str, sources: tuple) -> Pipeline:
         self.param_values = self.params()
         self.env_names = tuple(self.doc.get("env") or ())
+        self.models = model_configs(self.doc, self.model_overrides, self.err)
         raw_steps: dict = self.doc.get("steps") or {}
         step_ids = list(raw_steps)
+        agent_of: dict = {}  # step → resolved agent settings
+        extra_sources: dict = {}  # prompt/schema file → sha256
 
         shaped = {}
         for sid, data in raw_steps.items():
@@ -242,9 +259,16 @@ class _Resolver:
                     needs.add(dep)
                     why.setdefault((sid, dep), (f"{sid} needs {dep}", self.loaded.source.locate(p)))
             refs = []
-            for fld in kind.template_fields:
-                if isinstance(data.get(fld), str):
-                    refs += self.refs_in(data[fld], ("steps", sid, fld), kind.allowed_refs, step_ids, outputs_of)
+            if s["kind"] == "agent":
+                agent = AgentResolution(self, sid, data)
+                agent_of[sid] = agent.resolve()
+                extra_sources.update(agent.sources)
+                texts = agent.texts
+            else:
+                texts = [(data[f], ("steps", sid, f), None) for f in kind.template_fields
+                         if isinstance(data.get(f), str)]
+            for text, tpath, tfile in texts:
+                refs += self.refs_in(text, tpath, kind.allowed_refs, step_ids, outputs_of, tfile)
             data_needs = set()
             for ref, loc in refs:
                 if ref.startswith("steps.") and ref.split(".")[1] != sid:
@@ -298,6 +322,16 @@ class _Resolver:
             definition.pop("output", None)
             definition["outputs"] = list(s["outputs"])
             definition["static_vars"] = static  # param values the step reads
+            config = {"static_vars": static}
+            if s["kind"] == "agent":
+                agent = agent_of[sid]
+                config.update(agent)
+                # The persona, the model's settings and the prompt/schema texts change
+                # the answer, wherever in the file (or in which file) they are written.
+                definition["agent"] = {k: v for k, v in agent.items() if k != "model"}
+                definition["agent"]["model"] = ModelConfig(**agent["model"]).key_material()
+                definition.pop("model", None)
+                definition.pop("schema", None)
             steps.append(Step(
                 id=sid,
                 kind=s["kind"],
@@ -310,7 +344,7 @@ class _Resolver:
                 command=command,
                 timeout=data.get("timeout"),
                 description=data.get("description", ""),
-                config={"static_vars": static},
+                config=config,
             ))
         return Pipeline(
             name=str(self.doc.get("name") or os.path.splitext(os.path.basename(self.file))[0]),
@@ -320,7 +354,7 @@ class _Resolver:
             params=self.param_values,
             env_names=self.env_names,
             steps=tuple(steps),
-            sources=sources,
+            sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
     def _shape(self, sid: str, data: dict):
@@ -405,5 +439,5 @@ class _Resolver:
 
 
 def resolve(loaded: Loaded, pipeline_file: str, overrides: dict, digest: str, sources: tuple,
-            root: str | None = None) -> Pipeline:
-    return _Resolver(loaded, pipeline_file, overrides, root).resolve(digest, sources)
+            root: str | None = None, model_overrides: dict | None = None) -> Pipeline:
+    return _Resolver(loaded, pipeline_file, overrides, root, model_overrides).resolve(digest, sources)

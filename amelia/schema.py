@@ -133,6 +133,14 @@ def _translate(err, loaded: Loaded) -> PipelineError:
         key = extras[0] if extras else "?"
         hint = did_you_mean(key, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else "")
         return PipelineError(f"unknown key '{key}'{where}", loaded.source.locate(path + (key,)), hint)
+    if v == "dependentRequired":
+        have = next((k for k, needed in err.validator_value.items()
+                     if isinstance(err.instance, dict) and k in err.instance
+                     and any(n not in err.instance for n in needed)), "?")
+        missing = [n for n in err.validator_value.get(have, ()) if n not in err.instance]
+        return PipelineError(f"'{have}' needs '{missing[0] if missing else '?'}'{where}",
+                             loaded.source.locate(path + (have,)),
+                             "an agent step has `agent:` (who answers) and `prompt:` (what to ask)")
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return PipelineError(f"missing required key '{missing}'{where}", loaded.source.locate(path),

@@ -384,7 +384,7 @@ def keys_for(tmp_path, name="p", extra=""):
 
     f = tmp_path / "amelia.yaml"
     f.write_text(PIPE.format(name=name, extra=extra))
-    pipeline = resolve_file(str(f), {})
+    pipeline = resolve_file(str(f))
     states = FileStates(str(tmp_path), {})
     make = pipeline.step("make")
     m = key_material(pipeline, make, fingerprint(make, states, pipeline), {})

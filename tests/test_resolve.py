@@ -245,7 +245,7 @@ def test_step_kind_problems(tmp_path):
     assert [(e.location.path, e.message) for e in errs] == [
         ("steps.nothing", "step 'nothing' does nothing"),
         ("steps.two.retrieve", "step 'two' does more than one thing: run and retrieve"),
-        ("steps.llm.agent", "'agent' steps are not available in this version of amelia"),
+        ("steps.llm.agent", "unknown agent 'analyst'"),
         ("steps.ok.outputs", "step 'ok' has both `output` and `outputs`"),
     ]
 

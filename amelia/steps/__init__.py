@@ -22,7 +22,7 @@ class Kind:
 KINDS = {
     "run": Kind("run", "amelia.steps.run", ("run",), ("params", "steps", "env", "name")),
     # Later issues fill these in; the file format already takes them.
-    "agent": Kind("agent", "amelia.steps.agent", ("prompt",), ("params", "steps", "env", "name", "context"), False),
+    "agent": Kind("agent", "amelia.steps.agent", ("prompt",), ("params", "steps", "env", "name")),
     "retrieve": Kind("retrieve", "amelia.steps.retrieve", (), ("params", "steps", "env", "name"), False),
     "git": Kind("git", "amelia.steps.git", (), ("params", "steps", "env", "name"), False),
 }

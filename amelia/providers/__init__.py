@@ -1,0 +1,123 @@
+"""LLM providers behind one small interface, chosen by `provider:` (DESIGN §4).
+
+A provider turns a Request into a Completion, or raises ProviderError. Retries,
+backoff, the circuit breaker and concurrency limits live in `resilience.py` and wrap
+every provider the same way; a provider makes exactly one attempt per call.
+Provider modules (and their SDKs) are imported only when a step calls a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+# provider name → module; each module defines `Provider` (see ProviderBase).
+MODULES = {
+    "anthropic": "amelia.providers.anthropic",
+    "openai": "amelia.providers.openai",
+    "local": "amelia.providers.local",
+    "claude-code": "amelia.providers.claude_code",
+}
+
+# The environment variable holding each provider's key, unless `api_key_env:` says.
+KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One entry of `models:` (or an inline model), resolved."""
+
+    name: str  # its key under models:, or "<inline>"
+    provider: str
+    model: str = ""  # the provider's model id; "" means the provider's default
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    concurrency: int | None = None  # None: remote = --jobs, local = 1
+
+    def key_env(self) -> str | None:
+        """The variable that must hold this model's key, or None when it needs none."""
+        if self.api_key_env:
+            return self.api_key_env
+        if self.provider == "openai" and self.base_url:
+            return None  # a local OpenAI-compatible server (Ollama, vLLM) takes any key
+        return KEY_ENV.get(self.provider)
+
+    def key_material(self) -> dict:
+        """What changes an answer: part of the cache key. Never the key itself."""
+        return {"provider": self.provider, "model": self.model, "base_url": self.base_url,
+                "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Request:
+    system: str
+    prompt: str
+    json_schema: dict | None = None  # ask for structured output constrained to this schema
+    # Earlier turns, for repair attempts: [{"role": "assistant"|"user", "content": str}]
+    history: tuple = ()
+    # Text shared by many calls (e.g. retrieved context) that prompt caching may mark.
+    shared_context: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0  # input tokens served from the provider's prompt cache
+    cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # the answer; for structured output, the JSON text
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""  # the model id the provider reports
+    stop_reason: str = ""
+
+
+class ProviderError(Exception):
+    """One failed attempt. `retryable` says whether another attempt may succeed."""
+
+    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None,
+                 status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class ProviderBase:
+    """The interface. Subclasses set `name` and implement `complete`."""
+
+    name = ""
+
+    def __init__(self, config: ModelConfig, env: dict):
+        self.config = config
+        self.env = env  # os.environ plus .env: where keys are read from
+
+    def api_key(self) -> str | None:
+        var = self.config.key_env()
+        return self.env.get(var) if var else None
+
+    def complete(self, request: Request, on_text=None) -> Completion:
+        """One attempt. on_text(chunk) is called as streamed text arrives.
+
+        Must raise ProviderError (never return) when the answer is incomplete, e.g. a
+        stream that ended before its final event: a cut-off answer is never cached.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release clients, models, processes."""
+
+
+def provider_class(name: str):
+    return importlib.import_module(MODULES[name]).Provider
