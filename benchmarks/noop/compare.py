@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Time Amelia against doit, DVC and GNU make on the noop workload.
 
-    python benchmarks/noop/compare.py [--amelia PATH] [--reps 5] [--workdir DIR] [--json]
+    python benchmarks/noop/compare.py [--amelia PATH] [--reps 5] [--workdir DIR] [--tools ...] [--json]
+
+DVC runs twice, each in its own work dir: `dvc` with a directory dep per fan stage
+(shown as "dvc (dir deps)") and `dvc-files` with the 100 data files of the group
+as 100 deps (shown as "dvc (file deps)").
 
 For each tool: generate its copy of the workload, build it once (untimed for the
 medians), then time REPS no-op runs, REPS one-file-changed runs and REPS `--help`
@@ -32,6 +36,11 @@ REPO = HERE.parents[1]
 EXPECTED = 9  # steps re-run / outputs changed by one edit (see generate.steps)
 ENV = dict(os.environ, DVC_NO_ANALYTICS="1")
 TIME = "/usr/bin/time"
+LABELS = {"dvc": "dvc (dir deps)", "dvc-files": "dvc (file deps)"}  # names in the tables
+
+
+def label(tool):
+    return LABELS.get(tool, tool)
 
 
 class Failed(Exception):
@@ -78,7 +87,7 @@ def diff(before, after):
 
 
 def bench(tool, cmd, help_cmd, args):
-    log = lambda msg: print(f"[{tool}] {msg}", file=sys.stderr, flush=True)
+    log = lambda msg: print(f"[{label(tool)}] {msg}", file=sys.stderr, flush=True)
     root = generate.generate(args.workdir, tool, dvc=args.dvc)
     log(f"workload in {root}; full build")
     r = {"build_s": run(cmd, root)[0]}
@@ -126,6 +135,7 @@ def tools(args):
     cmds = {"amelia": ([amelia, "run"], [amelia, "--help"]),
             "doit": ([doit], [doit, "--help"]),
             "dvc": ([args.dvc, "repro"], [args.dvc, "--help"]),
+            "dvc-files": ([args.dvc, "repro"], [args.dvc, "--help"]),  # same binary
             "make": ([make], [make, "--help"])}
     found = {}
     for name in [t for t in generate.TOOLS if t in args.tools.split(",")]:
@@ -133,7 +143,7 @@ def tools(args):
         if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             hint = ("pass --amelia PATH or set AMELIA" if name == "amelia"
                     else "run: bash benchmarks/noop/setup_peers.sh")
-            print(f"[{name}] SKIPPED: no executable at {exe} ({hint})", file=sys.stderr)
+            print(f"[{label(name)}] SKIPPED: no executable at {exe} ({hint})", file=sys.stderr)
             continue
         found[name] = cmds[name]
     return found
@@ -149,7 +159,7 @@ def report(results, errors, reps):
     rows = []
     for tool, r in results.items():
         counts = sorted(set(zip(r["rewritten"], r["changed"])))
-        rows.append((tool, fmt(r["build_s"]), fmt(r["noop_median_s"]), fmt(r["changed_median_s"]),
+        rows.append((label(tool), fmt(r["build_s"]), fmt(r["noop_median_s"]), fmt(r["changed_median_s"]),
                      fmt(r["help_median_s"]), fmt(r["noop_rss_mb_median"], 1),
                      fmt(r["changed_rss_mb_median"], 1),
                      " ".join(f"{a}/{b}" for a, b in counts)))
@@ -161,17 +171,18 @@ def report(results, errors, reps):
     for row in rows:
         print(line(row))
     for tool, msg in errors.items():
-        print(f"{tool}: FAILED: {msg.splitlines()[0]}")
+        print(f"{label(tool)}: FAILED: {msg.splitlines()[0]}")
     ratios = {}
     if "amelia" in results:
         a = results["amelia"]
         print("\npeer time / amelia time (above 1: amelia is faster)")
-        print(f"{'tool':8}{'no-op':>10}{'changed':>10}{'--help':>10}")
+        w = max(len(label(t)) for t in results) + 2
+        print(f"{'tool':{w}}{'no-op':>10}{'changed':>10}{'--help':>10}")
         for tool, r in results.items():
             if tool != "amelia":
                 ratios[tool] = {k: r[f"{k}_median_s"] / a[f"{k}_median_s"]
                                 for k in ("noop", "changed", "help")}
-                print(f"{tool:8}" + "".join(f"{v:>9.2f}x" for v in ratios[tool].values()))
+                print(f"{label(tool):{w}}" + "".join(f"{v:>9.2f}x" for v in ratios[tool].values()))
     else:
         print("\nno amelia figures, so no ratios")
     return ratios
@@ -185,8 +196,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "amelia-noop-bench"),
                     help="where the workloads go; keep it outside any git work tree")
-    ap.add_argument("--tools", default="amelia,doit,dvc,make",
-                    help="comma-separated subset of amelia,doit,dvc,make")
+    ap.add_argument("--tools", default=",".join(generate.TOOLS),
+                    help=f"comma-separated subset of {','.join(generate.TOOLS)} "
+                         "(dvc: directory deps, dvc-files: one dep per data file)")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = ap.parse_args()
     if set(args.tools.split(",")) - set(generate.TOOLS):
@@ -198,7 +210,7 @@ def main():
             results[tool] = bench(tool, run, help_cmd, args)
         except (Failed, OSError) as e:
             errors[tool] = str(e)
-            print(f"[{tool}] FAILED, skipped: {e}", file=sys.stderr)
+            print(f"[{label(tool)}] FAILED, skipped: {e}", file=sys.stderr)
 
     ratios = report(results, errors, args.reps)
     ok = True
@@ -206,14 +218,16 @@ def main():
     if len(outputs) > 1:
         first, *rest = outputs
         diffs = [t for t in rest if outputs[t] != outputs[first]]
-        print(f"\noutputs byte-identical across {', '.join(outputs)}: "
-              + ("yes" if not diffs else f"NO ({', '.join(diffs)} differ from {first})"))
+        print(f"\noutputs byte-identical across {', '.join(map(label, outputs))}: "
+              + ("yes" if not diffs else
+                 f"NO ({', '.join(map(label, diffs))} differ from {label(first)})"))
         ok = not diffs
     bad = [t for t, r in results.items() if set(r["rewritten"]) | set(r["changed"]) != {EXPECTED}]
     if bad:
-        print(f"unexpected rewritten/changed counts for: {', '.join(bad)}")
+        print(f"unexpected rewritten/changed counts for: {', '.join(map(label, bad))}")
     if args.json:
         print(json.dumps({"reps": args.reps, "expected_reruns": EXPECTED, "tools": results,
+                          "labels": {t: label(t) for t in results},
                           "errors": errors, "ratios_vs_amelia": ratios,
                           "outputs_identical": ok}, indent=2))
     sys.exit(0 if ok and not bad and not errors and results else 1)

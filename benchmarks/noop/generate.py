@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Write the no-op benchmark workload for one or all tools.
 
-    python benchmarks/noop/generate.py WORKDIR [--tool amelia|doit|dvc|make|all]
+    python benchmarks/noop/generate.py WORKDIR [--tool amelia|doit|dvc|dvc-files|make|all]
 
 Each tool gets its own copy under WORKDIR/<tool>/: 1,000 data files of ~2 KB
 (data/g0 ... data/g9, 100 files each, seeded pseudo-random text) and the same
 50-step graph in the tool's native file. See README.md for the graph.
+DVC has two variants: `dvc` (a fan stage depends on the directory data/gN) and
+`dvc-files` (a fan stage lists the 100 files of data/gN, one dependency each).
 Standard library only.
 """
 import argparse
@@ -18,7 +20,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TOOLS = ("amelia", "doit", "dvc", "make")
+TOOLS = ("amelia", "doit", "dvc", "dvc-files", "make")
+DVC_VARIANTS = ("dvc", "dvc-files")  # directory deps / one dep per data file
 GROUPS, FILES, SEED = 10, 100, 20240601
 EDIT_FILE = "data/g3/f042.txt"  # the file the one-file-changed scenario appends to
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima "
@@ -102,12 +105,21 @@ def task_bench():
 '''
 
 
-def dvc_yaml():
+def dvc_yaml(root, file_deps=False):
+    """dvc.yaml for the workload in root. DVC has no glob deps, so data/gN/*.txt
+    becomes either the directory data/gN (file_deps=False; it holds nothing else,
+    and a directory dep is DVC's idiom and its fastest form here) or the 100 files
+    the glob matches, each its own dep (file_deps=True)."""
+    def expand(i):
+        if "*" not in i:
+            return [i]
+        if not file_deps:
+            return [i.rsplit("/", 1)[0]]
+        return sorted(p.relative_to(root).as_posix() for p in root.glob(i))
+
     out = ["stages:"]
     for name, cmd, inputs, output in steps():
-        # DVC has no glob deps: data/gN/*.txt is the whole directory data/gN (it holds
-        # nothing else). A directory dep is DVC's idiom and its fastest form here.
-        deps = [i.rsplit("/", 1)[0] if "*" in i else i for i in inputs]
+        deps = [d for i in inputs for d in expand(i)]
         out += [f"  {name}:", f"    cmd: {q(cmd)}", "    deps:"]
         out += [f"      - {q(d)}" for d in deps]
         out += ["    outs:", f"      - {q(output)}:", "          cache: false"]
@@ -145,8 +157,8 @@ def generate(workdir, tool, dvc="dvc"):
         (root / "dodo.py").write_text(dodo_py())
     elif tool == "make":
         (root / "Makefile").write_text(makefile())
-    elif tool == "dvc":
-        (root / "dvc.yaml").write_text(dvc_yaml())
+    elif tool in DVC_VARIANTS:
+        (root / "dvc.yaml").write_text(dvc_yaml(root, file_deps=tool == "dvc-files"))
         env = dict(os.environ, DVC_NO_ANALYTICS="1")
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         subprocess.run([dvc, "init", "-q"], cwd=root, check=True, env=env)
