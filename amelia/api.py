@@ -229,6 +229,7 @@ def run(opts: RunOptions, out=None) -> dict:
         if not (opts.json or opts.verbose) and all(
                 d.action == "cached" and not d.restore for d in plan.decisions):
             return _record_noop(pipeline, store, plan, states, opts, out, t0)
+        _check_keys(pipeline, plan)
         from . import events as ev
         from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
         from .runner import Runner
@@ -261,6 +262,34 @@ def run(opts: RunOptions, out=None) -> dict:
         return result
     finally:
         store.close()
+
+
+def _check_keys(pipeline: Pipeline, plan) -> None:
+    """Every model a step that may run needs has its key, before any step runs."""
+    from .planner import CACHED
+
+    by_id = pipeline.by_id()
+    needed: dict = {}  # ModelConfig → the steps that use it
+    for d in plan.decisions:
+        step = by_id[d.step]
+        if d.action != CACHED and step.kind == "agent":
+            from .providers import ModelConfig
+
+            needed.setdefault(ModelConfig(**step.config["model"]), []).append(d.step)
+    if not needed:
+        return
+    from .errors import EnvironmentProblem
+    from .providers.keys import missing_keys
+
+    missing = missing_keys(list(needed), pipeline.root)
+    if missing:
+        lines = []
+        for name, provider, var in missing:
+            steps = sorted({s for cfg, ss in needed.items() if cfg.key_env() == var for s in ss})
+            lines.append(f"{var} is not set: model '{name}' ({provider}) needs it for step"
+                         f"{'s' if len(steps) != 1 else ''} {', '.join(steps)}")
+        raise EnvironmentProblem("; ".join(lines),
+                                 hint="export it, or put it in .env at the project root")
 
 
 def _record_noop(pipeline, store, plan, states, opts, out, started: float) -> dict:

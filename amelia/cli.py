@@ -155,6 +155,9 @@ def runs(ctx, file, limit, json_):
     def go():
         _, store = _store_for(file)
         rows = store.state.runs(limit)
+        totals = store.state.usage_totals(r["id"] for r in rows)
+        for r in rows:
+            r["usage"] = totals.get(r["id"])
         click.echo(to_json(rows) if json_ else runs_text(rows), nl=False)
 
     _guard(go, json_, ctx.obj["debug"])
@@ -172,6 +175,9 @@ def show(ctx, run_ref, file, json_):
     def go():
         _, store = _store_for(file)
         run_ = store.state.run(_find_run(store, run_ref))
+        run_["usage"] = store.state.usage_by_step(run_["id"])
+        for s in run_["steps"]:
+            s["usage"] = run_["usage"].get(s["step"])
         click.echo(to_json(run_) if json_ else show_text(run_), nl=False)
 
     _guard(go, json_, ctx.obj["debug"])

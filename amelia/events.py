@@ -75,6 +75,22 @@ class StepProgress(Event):
 
 
 @dataclass(frozen=True)
+class ModelCalled(Event):
+    """One model call of a step (after its retries): what it cost."""
+
+    step: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    latency: float
+    retries: int
+    cost: float | None
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     status: str  # ok | failed | interrupted
     counts: dict

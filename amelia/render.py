@@ -58,33 +58,62 @@ def _dur(run) -> str:
     return "-"
 
 
+def _tokens(u) -> str:
+    if not u or not (u.get("input_tokens") or u.get("output_tokens")):
+        return "-"
+    return f"{u['input_tokens'] or 0}/{u['output_tokens'] or 0}"
+
+
+def _cost(u) -> str:
+    if not u or (u.get("input_tokens") is None and u.get("cost") is None):
+        return "-"
+    return "?" if u.get("cost") is None else f"${u['cost']:.4f}"
+
+
 def runs_text(runs) -> str:
+    """runs: dicts from StateDB.runs, each with a "usage" total (or None)."""
     if not runs:
         return "no runs yet\n"
-    lines = [f"{'RUN':<22} {'STARTED':<19} {'STATUS':<11} {'TIME':>8}  STEPS"]
+    lines = [f"{'RUN':<22} {'STARTED':<19} {'STATUS':<11} {'TIME':>8} {'TOKENS IN/OUT':>14} "
+             f"{'COST':>9}  STEPS"]
     for r in runs:
         c = r["summary"].get("counts", {})
         steps = ", ".join(f"{v} {k}" for k, v in c.items() if v)
-        lines.append(f"{r['id']:<22} {_when(r['started']):<19} {r['status']:<11} {_dur(r):>8}  {steps}")
+        u = r.get("usage")
+        lines.append(f"{r['id']:<22} {_when(r['started']):<19} {r['status']:<11} {_dur(r):>8} "
+                     f"{_tokens(u):>14} {_cost(u):>9}  {steps}")
     return "\n".join(lines) + "\n"
 
 
 def show_text(run) -> str:
+    """run: StateDB.run with "usage" (step → totals) attached."""
+    usage = run.get("usage") or {}
+    total_in = sum(u["input_tokens"] or 0 for u in usage.values())
+    total_out = sum(u["output_tokens"] or 0 for u in usage.values())
+    costs = [u["cost"] for u in usage.values()]
     lines = [
         f"run       {run['id']}",
         f"pipeline  {run['pipeline']} ({run['file']})",
         f"started   {_when(run['started'])}",
         f"status    {run['status']}",
         f"time      {_dur(run)}",
-        "",
     ]
+    if usage:
+        cached = sum(u["cached_tokens"] or 0 for u in usage.values())
+        calls = sum(u["calls"] for u in usage.values())
+        cost = "?" if any(c is None for c in costs) else f"${sum(costs):.4f}"
+        lines.append(f"tokens    {total_in} in, {total_out} out, {cached} cached in {calls} calls")
+        lines.append(f"cost      {cost}")
+    lines.append("")
     steps = run["steps"]
     if steps:
         width = max(len(s["step"]) for s in steps)
         for s in steps:
             dur = f"{s['duration']:.2f}s" if s.get("duration") else ""
+            u = usage.get(s["step"])
+            money = f"{_tokens(u):>11} {_cost(u):>9}  " if usage else ""
             detail = s.get("error") or s.get("reason") or ""
-            lines.append(f"{s['status']:<8} {s['step']:<{width}}  {dur:>7}  {detail}".rstrip())
+            lines.append(f"{s['status']:<8} {s['step']:<{width}}  {dur:>7}  {money}{detail}".rstrip())
     return "\n".join(lines) + "\n"
 
 

@@ -106,6 +106,9 @@ class AgentResolution:
             persona, persona_path = agents[agent], ("agents", agent)
         else:
             persona, persona_path = agent, self.base + ("agent",)
+        if "output" not in self.data:
+            self._err(f"agent step '{self.sid}' has no `output:` file", self.base,
+                      "the answer is written to `output:`, e.g. output: build/answer.md")
         if "context" in self.data:
             self._err("`context:` (retrieval) is not available in this version of amelia",
                       self.base + ("context",), "put the text the agent needs in `inputs` and the prompt")

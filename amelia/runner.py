@@ -24,14 +24,38 @@ MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
 class RunContext:
     """What a step kind may use while it executes."""
 
-    def __init__(self, pipeline, store, run_id: str):
+    def __init__(self, pipeline, store, run_id: str, bus=None, jobs: int = 1):
         self.pipeline = pipeline
         self.root = pipeline.root
         self.store = store
         self.run_id = run_id
+        self.bus = bus
+        self.jobs = jobs
         self._procs = set()
         self._lock = threading.Lock()
         self.logs = store.logs_dir(run_id)
+        self._llm = None
+
+    @property
+    def llm(self):
+        """The run's ModelSession, made on first use (agent steps only)."""
+        with self._lock:
+            if self._llm is None:
+                from .llm import ModelSession
+
+                self._llm = ModelSession(self.root, self._emit_usage, self.jobs)
+            return self._llm
+
+    def _emit_usage(self, step_id, config, completion, retries, latency, cost) -> None:
+        u = completion.usage
+        self.bus.emit(ev.ModelCalled(self.run_id, step_id, config.provider,
+                                     completion.model or config.model, u.input_tokens,
+                                     u.output_tokens, u.cached_tokens, u.cache_write_tokens,
+                                     latency, retries, cost))
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
 
     def log_path(self, step) -> str:
         return os.path.join(self.logs, f"{step.id}.log")
@@ -55,8 +79,12 @@ class RunContext:
             except ProcessLookupError:
                 pass
 
-    def template_values(self, step) -> dict:
-        """Environment variables carrying the step's ${{ }} references."""
+    def template_values(self, step, limit: int | None = MAX_ENV_VALUE) -> dict:
+        """Values of the step's ${{ }} references, by the environment variable that carries them.
+
+        limit: the most one value may hold (commands get them as environment variables,
+        which Linux caps); None for prompts.
+        """
         out = dict(step.config.get("static_vars", {}))
         by_id = self.pipeline.by_id()
         for var in step.vars:
@@ -67,12 +95,12 @@ class RunContext:
             full = os.path.join(self.root, path)
             try:
                 with open(full, encoding="utf-8", errors="replace") as f:
-                    text = f.read(MAX_ENV_VALUE + 1)
+                    text = f.read() if limit is None else f.read(limit + 1)
             except OSError as e:
                 raise StepError(f"cannot read {path} for '{var.ref}': {e.strerror}") from None
             if parts[2] == "json":
                 text = _json_field(text, parts[3:], var.ref, path)
-            if len(text) > MAX_ENV_VALUE:
+            if limit is not None and len(text) > limit:
                 raise StepError(f"'{var.ref}' is larger than {MAX_ENV_VALUE // 1024} KiB",
                                 hint=f"read the file {path} in the command instead")
             out[var.env] = text
@@ -107,7 +135,7 @@ class Runner:
         self.jobs = jobs
         self.force = force
         self.force_all = force_all
-        self.ctx = RunContext(pipeline, store, run_id)
+        self.ctx = RunContext(pipeline, store, run_id, bus, jobs)
         self.decisions = plan.by_step()
         self.known: dict = {}  # step → output hashes, for cached and finished steps
         self.statuses: dict = {}  # step → cached | ran | failed | skipped
@@ -129,6 +157,8 @@ class Runner:
         except KeyboardInterrupt:
             self.ctx.kill_all()
             status = "interrupted"
+        finally:
+            self.ctx.close()
         counts = {k: 0 for k in ("ran", "cached", "failed", "skipped")}
         for s in self.statuses.values():
             counts[s] = counts.get(s, 0) + 1

@@ -36,7 +36,7 @@ def test_runs_and_show(hist):
     run_id = first.stdout.strip().rsplit("(run ", 1)[1].rstrip(")")
     hist.run("run", check=0)
     listing = hist.run("runs", check=0).stdout.splitlines()
-    assert listing[0].split() == ["RUN", "STARTED", "STATUS", "TIME", "STEPS"]
+    assert listing[0].split() == ["RUN", "STARTED", "STATUS", "TIME", "TOKENS", "IN/OUT", "COST", "STEPS"]
     assert len(listing) == 3 and listing[2].startswith(run_id)
     assert "2 ran" in listing[2] and "2 cached" in listing[1]
     shown = hist.run("show", run_id[:17], check=0).stdout

@@ -64,6 +64,7 @@ class Request:
     history: tuple = ()
     # Text shared by many calls (e.g. retrieved context) that prompt caching may mark.
     shared_context: str = ""
+    workdir: str | None = None  # where a tool-using provider (claude-code) works
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     model: str = ""  # the model id the provider reports
     stop_reason: str = ""
+    cost_usd: float | None = None  # when the provider reports what the call cost
 
 
 class ProviderError(Exception):

@@ -70,6 +70,7 @@ class RecordReporter:
         self.rows: dict = {}
         self.events: list = []
         self.started: dict = {}
+        self.calls: dict = {}  # step → model calls so far
 
     def __call__(self, e: ev.Event) -> None:
         self.events.append((e.run_id, len(self.events), e.time, e.type,
@@ -91,6 +92,11 @@ class RecordReporter:
             row[2], row[6], row[7], row[8] = "failed", e.duration, e.exit_code, e.error
         elif isinstance(e, ev.StepSkipped):
             self.rows[e.step] = [e.run_id, e.step, "skipped", e.reason, None, e.time, 0.0, None, None]
+        elif isinstance(e, ev.ModelCalled):
+            self.calls[e.step] = self.calls.get(e.step, 0) + 1
+            self.state.add_usage((e.run_id, e.step, self.calls[e.step], e.provider, e.model,
+                                  e.input_tokens, e.output_tokens, e.cached_tokens,
+                                  e.cache_write_tokens, e.latency, e.retries, e.cost, e.time))
         elif isinstance(e, ev.RunFinished):
             summary = {"counts": e.counts, "duration": e.duration}
             self.state.finish_run(e.run_id, e.status, summary,

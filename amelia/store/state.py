@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: usage table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_state(
@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS runs(
 CREATE TABLE IF NOT EXISTS run_steps(
   run_id TEXT, step TEXT, status TEXT, reason TEXT, key TEXT, started REAL, duration REAL,
   exit_code INTEGER, error TEXT, PRIMARY KEY(run_id, step));
+CREATE TABLE IF NOT EXISTS usage(
+  run_id TEXT, step TEXT, seq INTEGER, provider TEXT, model TEXT, input_tokens INTEGER,
+  output_tokens INTEGER, cached_tokens INTEGER, cache_write_tokens INTEGER, latency REAL,
+  retries INTEGER, cost REAL, created REAL);
+CREATE INDEX IF NOT EXISTS usage_run ON usage(run_id, step);
 CREATE TABLE IF NOT EXISTS events(run_id TEXT, seq INTEGER, time REAL, type TEXT, data TEXT,
   PRIMARY KEY(run_id, seq));
 """
@@ -146,6 +151,34 @@ class StateDB:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
+
+    # -- model usage -------------------------------------------------------------------
+    def add_usage(self, row: tuple) -> None:
+        """One model call, written at once: a crash later in the run keeps what was spent."""
+        self._write("INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [row])
+
+    def usage_by_step(self, run_id: str) -> dict:
+        """step → {calls, input_tokens, output_tokens, cached_tokens, retries, cost}."""
+        with self.lock:
+            cur = self.conn.execute(
+                "SELECT step, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), "
+                "SUM(retries), SUM(cost), COUNT(cost) FROM usage WHERE run_id=? GROUP BY step", (run_id,))
+            return {r[0]: {"calls": r[1], "input_tokens": r[2], "output_tokens": r[3],
+                           "cached_tokens": r[4], "retries": r[5],
+                           "cost": r[6] if r[7] == r[1] else (r[6] if r[7] else None)}
+                    for r in cur}
+
+    def usage_totals(self, run_ids) -> dict:
+        """run → {input_tokens, output_tokens, cost} for the given runs."""
+        run_ids = list(run_ids)
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        with self.lock:
+            cur = self.conn.execute(
+                f"SELECT run_id, SUM(input_tokens), SUM(output_tokens), SUM(cost) FROM usage "
+                f"WHERE run_id IN ({marks}) GROUP BY run_id", run_ids)
+            return {r[0]: {"input_tokens": r[1], "output_tokens": r[2], "cost": r[3]} for r in cur}
 
     def runs(self, limit: int = 20) -> list[dict]:
         with self.lock:

@@ -1,0 +1,61 @@
+"""Model calls for one run: provider instances, keys, limits, retries, accounting.
+
+Agent steps call `ModelSession.call`; everything around the provider's single
+attempt (per-model concurrency, retries with backoff, the circuit breaker, usage
+and cost) happens here, the same way for every provider.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .providers import Completion, ModelConfig, Request, provider_class
+
+
+class ModelSession:
+    def __init__(self, root: str, emit_usage, jobs: int):
+        from .providers.keys import load_env
+
+        self.env = dict(load_env(root))
+        self.env.setdefault("AMELIA_ROOT", root)
+        self.emit_usage = emit_usage  # (step, config, CallResult, cost) → None
+        self.jobs = jobs
+        self._providers: dict = {}
+        self._lock = threading.Lock()
+
+    def _provider(self, config: ModelConfig):
+        key = (config.provider, config.model, config.base_url, config.api_key_env,
+               config.temperature, config.max_tokens, config.timeout)
+        with self._lock:
+            if key not in self._providers:
+                self._providers[key] = provider_class(config.provider)(config, self.env)
+            return self._providers[key]
+
+    def concurrency(self, config: ModelConfig) -> int | None:
+        if config.concurrency:
+            return config.concurrency
+        return 1 if config.provider == "local" else None  # remote: --jobs bounds it
+
+    def call(self, step_id: str, config: ModelConfig, request: Request, on_text=None) -> Completion:
+        from .providers import pricing, resilience
+
+        provider = self._provider(config)
+        breaker = resilience.breaker_for(resilience.breaker_key(config.provider, config.base_url))
+        limit_key = f"{config.name}|{config.provider}|{config.model}|{config.base_url or ''}"
+        started = time.monotonic()
+        with resilience.LIMITER.slot(limit_key, self.concurrency(config)):
+            result = resilience.call(provider, request, retries=config.retries, breaker=breaker,
+                                     on_text=on_text)
+        completion = result.completion
+        cost = pricing.cost(config.provider, completion.model or config.model, completion.usage,
+                            total_cost_usd=completion.cost_usd)
+        self.emit_usage(step_id, config, completion, result.retries, time.monotonic() - started, cost)
+        return completion
+
+    def close(self) -> None:
+        for p in self._providers.values():
+            try:
+                p.close()
+            except Exception:  # closing is best effort
+                pass

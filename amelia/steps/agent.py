@@ -1,0 +1,97 @@
+"""`agent:` + `prompt:` steps: one model call whose answer is the step's output.
+
+The prompt and system text are rendered from their templates (values, not shell),
+the model is called through the run's ModelSession, and a structured answer
+(`schema:`) must parse and validate; the validator's message is fed back for up to
+`repairs` more attempts. The output file is written only once the answer is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .. import templates
+from ..providers import ModelConfig, ProviderError, Request
+from . import StepError, StepResult
+
+
+def render(text: str, values: dict) -> str:
+    def value(ref: str) -> str:
+        if ref.startswith("env."):
+            return os.environ.get(ref[4:], "")
+        return values[templates.env_name(ref)]
+
+    return templates.substitute(text, value)
+
+
+def schema_problem(text: str, schema: dict) -> tuple[object, str | None]:
+    """(parsed answer, None) when it is valid JSON matching the schema, else (None, why)."""
+    import jsonschema
+
+    try:
+        value = json.loads(_strip_fence(text))
+    except ValueError as e:
+        return None, f"the answer is not JSON ({e})"
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        return None, f"at {where}: {error.message}"
+    return value, None
+
+
+def _strip_fence(text: str) -> str:
+    """Models often wrap JSON in ```json fences; the JSON inside is the answer."""
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.split("\n", 1)[1] if "\n" in t else ""
+        if t.rstrip().endswith("```"):
+            t = t.rstrip()[:-3]
+    return t
+
+
+def execute(step, ctx) -> StepResult:
+    cfg = step.config
+    model = ModelConfig(**cfg["model"])
+    values = ctx.template_values(step, limit=None)
+    system, prompt = render(cfg["system"], values), render(cfg["prompt"], values)
+    schema = cfg.get("schema")
+    request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root)
+    try:
+        answer = ctx.llm.call(step.id, model, request).text
+        if schema is not None:
+            answer = _validated(step, ctx, model, request, answer, schema, cfg.get("repairs", 2))
+    except ProviderError as e:
+        raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
+    _write(os.path.join(ctx.root, step.outputs[0]), answer)
+    return StepResult()
+
+
+def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int) -> str:
+    for attempt in range(repairs + 1):
+        value, problem = schema_problem(answer, schema)
+        if problem is None:
+            return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+        if attempt == repairs:
+            break
+        history = request.history + (
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": f"Your answer does not match the required JSON Schema: "
+                                        f"{problem}. Reply with only the corrected JSON."},
+        )
+        request = Request(request.system, request.prompt, request.json_schema, history,
+                          request.shared_context, request.workdir)
+        answer = ctx.llm.call(step.id, model, request).text
+    raise StepError(f"the answer does not match the schema after {repairs} repair"
+                    f"{'s' if repairs != 1 else ''}: {problem}",
+                    hint="simplify the schema, raise max_tokens, or use a stronger model")
+
+
+def _write(path: str, text: str) -> None:
+    """Write through a temp file: the output is the whole answer or the old file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.amelia-tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+    os.replace(tmp, path)
