@@ -31,6 +31,7 @@ DEFAULT_NAMES = {"", "default", "smollm2", "smollm2-135m-instruct",
                  DEFAULT_FILE.lower(), DEFAULT_FILE[:-5].lower()}
 N_CTX = 4096
 SEED = 0
+REPEAT_PENALTY = 1.3
 DEFAULT_TEMPERATURE = 0.2
 DEFAULT_MAX_TOKENS = 512
 
@@ -178,6 +179,8 @@ class Provider(ProviderBase):
             temperature=DEFAULT_TEMPERATURE if temperature is None else temperature,
             max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
             seed=SEED,
+            # Small models loop on a phrase without it; llama.cpp's own default is 1.1.
+            repeat_penalty=REPEAT_PENALTY,
             stream=True,
         )
         if request.json_schema is not None:
