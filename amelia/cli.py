@@ -129,6 +129,22 @@ def _store_for(file):
     return pipeline, store
 
 
+def _history_store(file):
+    """The project's store for history and cache commands: from FILE, from amelia.yaml
+    here, or else the project (git work tree) around the current directory."""
+    import os
+
+    from .paths import find_root
+    from .store import Store, exists
+
+    if file or os.path.exists(api.DEFAULT_FILE):
+        return _store_for(file)[1]
+    root = find_root(os.path.join(os.getcwd(), api.DEFAULT_FILE))
+    if not exists(root):
+        raise UsageError("no runs yet in this project", hint="run `amelia run` first")
+    return Store(root)
+
+
 def _find_run(store, ref: str) -> str:
     ids = store.state.run_ids()
     if ref == "last":
@@ -153,7 +169,7 @@ def runs(ctx, file, limit, json_):
     from .render import runs_text, to_json
 
     def go():
-        _, store = _store_for(file)
+        store = _history_store(file)
         rows = store.state.runs(limit)
         totals = store.state.usage_totals(r["id"] for r in rows)
         for r in rows:
@@ -173,7 +189,7 @@ def show(ctx, run_ref, file, json_):
     from .render import show_text, to_json
 
     def go():
-        _, store = _store_for(file)
+        store = _history_store(file)
         run_ = store.state.run(_find_run(store, run_ref))
         run_["usage"] = store.state.usage_by_step(run_["id"])
         for s in run_["steps"]:
@@ -197,7 +213,7 @@ def verify(ctx, file, json_):
     from . import maintenance
 
     def go():
-        _, store = _store_for(file)
+        store = _history_store(file)
         report = maintenance.verify(store)
         click.echo(report.render(json_), nl=False)
         if report.bad:
@@ -236,7 +252,7 @@ def clear(ctx, file, yes):
     from . import maintenance
 
     def go():
-        _, store = _store_for(file)
+        store = _history_store(file)
         if not yes and sys.stdin.isatty():
             click.confirm("Forget every cached result?", abort=True)
         store.lock.acquire()
@@ -244,6 +260,32 @@ def clear(ctx, file, yes):
         click.echo("cache cleared")
 
     _guard(go, False, ctx.parent.parent.obj["debug"])
+
+
+@cli.command()
+@FILE_ARG
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def doctor(ctx, file, json_):
+    """Check the install, keys, providers, the store and the disk."""
+    import os
+
+    from . import doctor as doc
+    from .paths import find_root
+
+    def go():
+        pipeline = None
+        if file or os.path.exists(api.DEFAULT_FILE):
+            pipeline = api.validate(file)
+            root = pipeline.root
+        else:
+            root = find_root(os.path.join(os.getcwd(), api.DEFAULT_FILE))
+        checks = doc.run_all(pipeline, root)
+        click.echo(doc.render(checks, json_), nl=False)
+        if any(c.status == doc.FAIL for c in checks):
+            sys.exit(4)
+
+    _guard(go, json_, ctx.obj["debug"])
 
 
 @cli.command()
