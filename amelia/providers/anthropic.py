@@ -1,0 +1,347 @@
+"""`provider: anthropic`: Claude through the Messages API, with the anthropic SDK.
+
+One streamed Messages call per attempt (`max_retries=0`: retries are resilience.py's).
+Request layout: `Request.system` as a system text block (marked for prompt caching when
+long), then `Request.history` turns, then the prompt as the last user turn.
+`Request.shared_context` is its own text block, marked `cache_control: ephemeral`, at the
+start of the first user turn: the cached prefix (system + shared context) stays the same
+across calls and repair attempts. Structured output is tool use: one tool, "answer",
+whose input schema is the requested schema, forced with tool_choice; the completion text
+is the JSON of the tool's input.
+
+The SDK (2.x) speaks API version 2026-10-21: the key goes as `Authorization: Bearer`,
+and sampling parameters are gone, so a model's `temperature:` is not sent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import threading
+import time
+
+import anthropic as sdk
+
+from . import Completion, ProviderBase, ProviderError, Request, Usage
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens
+CACHE_SYSTEM_CHARS = 1024  # a system prompt this long gets its own cache breakpoint
+CACHE = {"type": "ephemeral"}
+TOOL = "answer"
+INCOMPLETE = "stream ended before the answer was complete"
+
+# In-stream error events arrive with HTTP 200; their type says what status they stand for.
+ERROR_TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401,
+                     "permission_error": 403, "not_found_error": 404,
+                     "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+                     "timeout_error": 504, "overloaded_error": 529}
+
+
+class Provider(ProviderBase):
+    name = "anthropic"
+
+    def __init__(self, config, env):
+        super().__init__(config, env)
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return self.config.model or DEFAULT_MODEL
+
+    def _who(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def client(self):
+        """The SDK client, made on first use (a missing key is an error then)."""
+        with self._lock:
+            if self._client is None:
+                var = self.config.key_env()
+                key = self.api_key()
+                if not key:
+                    raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
+                                        f"the environment or in .env")
+                # An explicit api_key: the SDK then reads no credentials of its own.
+                kwargs = {"api_key": key, "max_retries": 0, "timeout": self.config.timeout}
+                if self.config.base_url:
+                    kwargs["base_url"] = self.config.base_url
+                self._client = sdk.Anthropic(**kwargs)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- the call ----------------------------------------------------------------------
+
+    def params(self, request: Request) -> dict:
+        """The Messages API arguments for a request."""
+        messages = [_turn(t) for t in request.history]
+        messages.append({"role": "user", "content": [_text(request.prompt)]})
+        if request.shared_context:
+            shared = {**_text(request.shared_context), "cache_control": CACHE}
+            if messages[0]["role"] == "user":
+                messages[0] = {"role": "user", "content": [shared, *messages[0]["content"]]}
+            else:
+                messages.insert(0, {"role": "user", "content": [shared]})
+        elif messages[0]["role"] != "user":  # the API wants a user turn first
+            messages.insert(0, {"role": "user", "content": [_text("(continue)")]})
+        params = {"model": self.model, "messages": messages,
+                  "max_tokens": self.config.max_tokens or DEFAULT_MAX_TOKENS, "stream": True}
+        if request.system:
+            block = _text(request.system)
+            if len(request.system) >= CACHE_SYSTEM_CHARS:
+                block["cache_control"] = CACHE
+            params["system"] = [block]
+        # No temperature: API version 2026-10-21, which this SDK (2.x) sends, answers 400 to
+        # temperature / top_p / top_k, even at their defaults. `temperature:` is ignored.
+        if request.json_schema is not None:
+            schema, _ = _object_schema(request.json_schema)
+            params["tools"] = [{"name": TOOL, "input_schema": schema,
+                                "description": "Give your answer: its input is the answer."}]
+            params["tool_choice"] = {"type": "tool", "name": TOOL}
+        return params
+
+    def complete(self, request: Request, on_text=None) -> Completion:
+        client = self.client()
+        params = self.params(request)
+        blocks: dict[int, dict] = {}
+        counts = {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                  "cache_creation_input_tokens": 0}
+        stop_reason = ""
+        model = ""
+        done = False
+        try:
+            stream = client.messages.create(**params)
+        except _errors() as e:
+            raise self._error(e) from None
+        with stream:
+            for event in self._events(stream):
+                kind = event.type
+                if kind == "message_start":
+                    model = event.message.model or model
+                    _count(counts, event.message.usage)
+                elif kind == "content_block_start":
+                    cb = event.content_block
+                    block = blocks[event.index] = {"type": cb.type,
+                                                   "name": getattr(cb, "name", None), "parts": []}
+                    if cb.type == "text" and cb.text:
+                        block["parts"].append(cb.text)
+                        if on_text is not None:
+                            on_text(cb.text)
+                elif kind == "content_block_delta":
+                    block = blocks.setdefault(event.index, {"type": "", "name": None,
+                                                            "parts": []})
+                    piece = None
+                    if event.delta.type == "text_delta":
+                        piece = event.delta.text
+                    elif event.delta.type == "input_json_delta":
+                        piece = event.delta.partial_json
+                    if piece:
+                        block["parts"].append(piece)
+                        if on_text is not None:
+                            on_text(piece)
+                elif kind == "message_delta":
+                    stop_reason = event.delta.stop_reason or stop_reason
+                    _count(counts, event.usage)
+                elif kind == "message_stop":
+                    done = True
+        if not done:
+            raise ProviderError(f"{self._who()}: {INCOMPLETE}", retryable=True)
+        text = "".join("".join(b["parts"]) for _, b in sorted(blocks.items())
+                       if b["type"] == "text")
+        if request.json_schema is not None:
+            text = self._structured_text(request.json_schema, blocks, text, stop_reason)
+        usage = Usage(input_tokens=counts["input_tokens"], output_tokens=counts["output_tokens"],
+                      cached_tokens=counts["cache_read_input_tokens"],
+                      cache_write_tokens=counts["cache_creation_input_tokens"])
+        return Completion(text=text, usage=usage, model=model or self.model,
+                          stop_reason=stop_reason or "")
+
+    def _events(self, stream):
+        """The stream's events; a failure while reading it becomes a ProviderError (but an
+        exception from on_text, raised in the caller's loop, passes through untouched)."""
+        it = iter(stream)
+        while True:
+            try:
+                event = next(it)
+            except StopIteration:
+                return
+            except _errors() as e:
+                raise self._error(e) from None
+            yield event
+
+    def _structured_text(self, schema, blocks, text: str, stop_reason: str) -> str:
+        tool = next((b for _, b in sorted(blocks.items())
+                     if b["type"] == "tool_use" and b["name"] == TOOL), None)
+        if tool is None:
+            return text  # no tool call: the validator and repair attempts take it from here
+        raw = "".join(tool["parts"]) or "{}"
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            if stop_reason == "max_tokens":
+                raise ProviderError(
+                    f"{self._who()}: the answer was cut off at max_tokens "
+                    f"({self.config.max_tokens or DEFAULT_MAX_TOKENS}) before its JSON was "
+                    f"complete; raise max_tokens") from None
+            raise ProviderError(f"{self._who()}: the answer's JSON was malformed",
+                                retryable=True) from None
+        _, wrapped = _object_schema(schema)
+        if wrapped and isinstance(obj, dict) and "value" in obj:
+            obj = obj["value"]
+        return json.dumps(obj, ensure_ascii=False)
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _scrub(self, message: str) -> str:
+        key = self.api_key()
+        if key and len(key) >= 4:
+            message = message.replace(key, "[redacted]")
+        return message
+
+    def _error(self, e: Exception) -> ProviderError:
+        who = self._who()
+        where = self.config.base_url or "the Anthropic API"
+        if isinstance(e, sdk.APITimeoutError) or "Timeout" in type(e).__name__:
+            return ProviderError(f"{who}: no answer from {where} within "
+                                 f"{self.config.timeout:g} s (timeout)", retryable=True)
+        if isinstance(e, sdk.APIStatusError):
+            status = e.status_code
+            etype = _body_error_type(e.body)
+            if status < 400:  # an error event inside a 200 stream
+                status = ERROR_TYPE_STATUS.get(etype, 500)
+            return self._status_error(status, _body_message(e.body),
+                                      getattr(e.response, "headers", None))
+        if isinstance(e, sdk.APIConnectionError):
+            cause = e.__cause__ or e.__context__
+            detail = f": {_clip(str(cause))}" if cause and str(cause) else ""
+            return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
+                                             f"broke{detail}"), retryable=True)
+        if isinstance(e, ValueError):
+            return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
+                                             f"{_clip(str(e))}"), retryable=True)
+        if isinstance(e, sdk.APIError):
+            return ProviderError(self._scrub(f"{who}: {_clip(str(e))}"), retryable=True)
+        return ProviderError(self._scrub(f"{who}: the connection broke ({type(e).__name__}: "
+                                         f"{_clip(str(e))})"), retryable=True)
+
+    def _status_error(self, status: int, message: str, headers) -> ProviderError:
+        who = self._who()
+        var = self.config.key_env()
+        detail = f": {_clip(message)}" if message else ""
+        retry_after = _retry_after(headers)
+        if status == 401:
+            return ProviderError(f"{who}: the API key in {var} was rejected (401)", status=status)
+        if status == 403:
+            return ProviderError(self._scrub(f"{who}: the API key in {var} is not allowed to do "
+                                             f"this (403){detail}"), status=status)
+        if status == 404:
+            return ProviderError(self._scrub(f"{who}: not found (404){detail}; check the model id"
+                                             f"{' and base_url' if self.config.base_url else ''}"),
+                                 status=status)
+        if status == 429:
+            return ProviderError(self._scrub(f"{who}: rate limited (429){detail}"),
+                                 retryable=True, retry_after=retry_after, status=status)
+        if status == 529:
+            return ProviderError(self._scrub(f"{who}: overloaded (529){detail}"),
+                                 retryable=True, retry_after=retry_after, status=status)
+        if status >= 500 or status in (408, 409):
+            return ProviderError(self._scrub(f"{who}: server error ({status}){detail}"),
+                                 retryable=True, retry_after=retry_after, status=status)
+        return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
+                             status=status)
+
+
+# -- helpers (openai.py has the same few) ----------------------------------------------
+
+def _errors() -> tuple:
+    """What a failed call or a broken stream raises: SDK errors, transport errors."""
+    errs = [sdk.APIError, OSError, ValueError]  # ValueError: a malformed event
+    for name in ("httpx2", "httpx"):
+        try:
+            errs.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errs)
+
+
+def _text(text: str) -> dict:
+    # The API rejects empty text blocks.
+    return {"type": "text", "text": text if text.strip() else "(empty)"}
+
+
+def _turn(turn) -> dict:
+    if isinstance(turn, dict):
+        role, content = turn.get("role", "user"), turn.get("content", "")
+    else:
+        role, content = turn
+    return {"role": "assistant" if role == "assistant" else "user", "content": [_text(content)]}
+
+
+def _count(counts: dict, usage) -> None:
+    """Take the usage figures an event carries (message_delta's are cumulative)."""
+    if usage is None:
+        return
+    for name in counts:
+        value = getattr(usage, name, None)
+        if value is not None:
+            counts[name] = value
+
+
+def _object_schema(schema: dict) -> tuple[dict, bool]:
+    """Tool input must be an object; any other schema is wrapped under "value"."""
+    if isinstance(schema, dict) and (schema.get("type") == "object" or (
+            "type" not in schema and "properties" in schema)):
+        return schema, False
+    return {"type": "object", "properties": {"value": schema}, "required": ["value"],
+            "additionalProperties": False}, True
+
+
+def _body_error_type(body) -> str:
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return err["type"]
+    return ""
+
+
+def _body_message(body) -> str:
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        return ""
+    return body if isinstance(body, str) else ""
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,297 @@
+"""`provider: openai`: OpenAI, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp
+server, ...) through `base_url:`, with the openai SDK.
+
+One streamed Chat Completions call per attempt (`max_retries=0`: retries are
+resilience.py's). Structured output uses a JSON-schema response format. Request layout:
+system message (`Request.system`), then `Request.history` turns, then the prompt as the
+last user message; `Request.shared_context` opens the first user turn, so the prefix that
+OpenAI's automatic prompt caching matches stays the same across calls and repair attempts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import threading
+import time
+
+import openai as sdk
+
+from . import Completion, ProviderBase, ProviderError, Request, Usage
+
+DEFAULT_MODEL = "gpt-5.4-mini"
+INCOMPLETE = "stream ended before the answer was complete"
+
+
+class Provider(ProviderBase):
+    name = "openai"
+
+    def __init__(self, config, env):
+        super().__init__(config, env)
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return self.config.model or DEFAULT_MODEL
+
+    def _who(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def client(self):
+        """The SDK client, made on first use (a missing key is an error then)."""
+        with self._lock:
+            if self._client is None:
+                var = self.config.key_env()
+                key = self.api_key()
+                if var and not key:
+                    raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
+                                        f"the environment or in .env")
+                kwargs = {"api_key": key or "not-needed", "max_retries": 0,
+                          "timeout": self.config.timeout}
+                if self.config.base_url:
+                    kwargs["base_url"] = self.config.base_url
+                self._client = sdk.OpenAI(**kwargs)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- the call ----------------------------------------------------------------------
+
+    def params(self, request: Request) -> dict:
+        """The Chat Completions arguments for a request."""
+        messages = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        turns = [_turn(t) for t in request.history] + [{"role": "user",
+                                                        "content": request.prompt}]
+        if request.shared_context:
+            if turns[0]["role"] == "user":
+                turns[0] = {"role": "user",
+                            "content": f"{request.shared_context}\n\n{turns[0]['content']}"}
+            else:
+                turns.insert(0, {"role": "user", "content": request.shared_context})
+        messages += turns
+        params = {"model": self.model, "messages": messages, "stream": True,
+                  "stream_options": {"include_usage": True}}
+        if self.config.temperature is not None:
+            params["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            # OpenAI's own API wants max_completion_tokens (reasoning models reject
+            # max_tokens); compatible servers know max_tokens best.
+            key = "max_tokens" if self.config.base_url else "max_completion_tokens"
+            params[key] = self.config.max_tokens
+        if request.json_schema is not None:
+            schema, _ = _object_schema(request.json_schema)
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": schema, "strict": False}}
+        return params
+
+    def complete(self, request: Request, on_text=None) -> Completion:
+        client = self.client()
+        params = self.params(request)
+        parts: list[str] = []
+        refusal: list[str] = []
+        finish = None
+        usage = None
+        model = ""
+        try:
+            stream = client.chat.completions.create(**params)
+        except _errors() as e:
+            raise self._error(e) from None
+        with stream:
+            for chunk in self._chunks(stream):
+                model = getattr(chunk, "model", None) or model
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in chunk.choices or ():
+                    if choice.index != 0:
+                        continue
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        parts.append(delta.content)
+                        if on_text is not None:
+                            on_text(delta.content)
+                    if delta is not None and getattr(delta, "refusal", None):
+                        refusal.append(delta.refusal)
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        if finish is None:
+            raise ProviderError(f"{self._who()}: {INCOMPLETE}", retryable=True)
+        if refusal:
+            raise ProviderError(self._scrub(f"{self._who()}: the model refused: "
+                                            f"{_clip(''.join(refusal))}"))
+        text = "".join(parts)
+        if request.json_schema is not None:
+            text = self._structured_text(request.json_schema, text, finish)
+        return Completion(text=text, usage=_usage(usage), model=model or self.model,
+                          stop_reason=finish)
+
+    def _chunks(self, stream):
+        """The stream's chunks; a failure while reading it becomes a ProviderError (but an
+        exception from on_text, raised in the caller's loop, passes through untouched)."""
+        it = iter(stream)
+        while True:
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except _errors() as e:
+                raise self._error(e) from None
+            yield chunk
+
+    def _structured_text(self, schema: dict, text: str, finish: str) -> str:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            if finish == "length":
+                raise ProviderError(
+                    f"{self._who()}: the answer was cut off at max_tokens "
+                    f"({self.config.max_tokens}) before its JSON was complete; raise "
+                    f"max_tokens") from None
+            return text  # the validator and repair attempts take it from here
+        _, wrapped = _object_schema(schema)
+        if wrapped and isinstance(obj, dict) and "value" in obj:
+            return json.dumps(obj["value"], ensure_ascii=False)
+        return text
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _scrub(self, message: str) -> str:
+        key = self.api_key()
+        if key and len(key) >= 4:
+            message = message.replace(key, "[redacted]")
+        return message
+
+    def _error(self, e: Exception) -> ProviderError:
+        who = self._who()
+        where = self.config.base_url or "the OpenAI API"
+        if isinstance(e, sdk.APITimeoutError) or "Timeout" in type(e).__name__:
+            return ProviderError(f"{who}: no answer from {where} within "
+                                 f"{self.config.timeout:g} s (timeout)", retryable=True)
+        if isinstance(e, sdk.APIStatusError):
+            return self._status_error(e.status_code, _body_message(e.body),
+                                      getattr(e.response, "headers", None))
+        if isinstance(e, sdk.APIConnectionError):
+            cause = e.__cause__ or e.__context__
+            detail = f": {_clip(str(cause))}" if cause and str(cause) else ""
+            return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
+                                             f"broke{detail}"), retryable=True)
+        if isinstance(e, sdk.APIError):  # an error event inside the stream
+            return ProviderError(self._scrub(f"{who}: the server reported an error mid-answer: "
+                                             f"{_clip(_body_message(e.body) or e.message)}"),
+                                 retryable=True)
+        if isinstance(e, ValueError):
+            return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
+                                             f"{_clip(str(e))}"), retryable=True)
+        return ProviderError(self._scrub(f"{who}: the connection broke: "
+                                         f"{type(e).__name__}: {_clip(str(e))}"), retryable=True)
+
+    def _status_error(self, status: int, message: str, headers) -> ProviderError:
+        who = self._who()
+        var = self.config.key_env()
+        detail = f": {_clip(message)}" if message else ""
+        retry_after = _retry_after(headers)
+        if status == 401:
+            text = (f"the API key in {var} was rejected (401)" if var else
+                    f"the server at {self.config.base_url} refused the request as unauthorized "
+                    f"(401); set api_key_env: to the variable holding its key")
+            return ProviderError(f"{who}: {text}", status=status)
+        if status == 403:
+            text = (f"the API key in {var} is not allowed to do this (403){detail}" if var
+                    else f"permission denied (403){detail}")
+            return ProviderError(self._scrub(f"{who}: {text}"), status=status)
+        if status == 404:
+            return ProviderError(self._scrub(
+                f"{who}: not found (404){detail}; check the model id and base_url"),
+                status=status)
+        if status == 429:
+            return ProviderError(self._scrub(f"{who}: rate limited (429){detail}"),
+                                 retryable=True, retry_after=retry_after, status=status)
+        if status >= 500 or status in (408, 409):
+            return ProviderError(self._scrub(f"{who}: server error ({status}){detail}"),
+                                 retryable=True, retry_after=retry_after, status=status)
+        return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
+                             status=status)
+
+
+# -- helpers (anthropic.py has the same few) -----------------------------------------------
+
+def _errors() -> tuple:
+    """What a failed call or a broken stream raises: SDK errors, transport errors."""
+    errs = [sdk.APIError, OSError, ValueError]  # ValueError: a malformed event
+    for name in ("httpx2", "httpx"):
+        try:
+            errs.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errs)
+
+
+def _turn(turn) -> dict:
+    if isinstance(turn, dict):
+        return {"role": turn.get("role", "user"), "content": turn.get("content", "")}
+    role, content = turn
+    return {"role": role, "content": content}
+
+
+def _object_schema(schema: dict) -> tuple[dict, bool]:
+    """The schema as an object schema (what the API constrains best); wrapped: under "value"."""
+    if isinstance(schema, dict) and (schema.get("type") == "object" or (
+            "type" not in schema and "properties" in schema)):
+        return schema, False
+    return {"type": "object", "properties": {"value": schema}, "required": ["value"],
+            "additionalProperties": False}, True
+
+
+def _usage(u) -> Usage:
+    if u is None:
+        return Usage()
+    details = getattr(u, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0,
+                 cached_tokens=cached or 0)
+
+
+def _body_message(body) -> str:
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(body.get("message"), str):
+            return body["message"]
+        return ""
+    return body if isinstance(body, str) else ""
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
