@@ -175,7 +175,7 @@ class _Resolver:
                 if len(parts) != 2 or parts[1] not in self.env_names:
                     name = ".".join(parts[1:])
                     bad(f"env var '{name}' is not declared" if name else "'env' names no variable",
-                        f"list it under `env:` at the top of the file to let templates read it"
+                        "list it under `env:` at the top of the file to let templates read it"
                         if name else "use env.NAME")
                     continue
             elif root == "steps":

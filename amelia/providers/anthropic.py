@@ -15,13 +15,12 @@ and sampling parameters are gone, so a model's `temperature:` is not sent.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import threading
-import time
 
 import anthropic as sdk
 
+from ._wire import body_message, clip, object_schema, retry_after_seconds
 from . import Completion, ProviderBase, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -99,7 +98,7 @@ class Provider(ProviderBase):
         # No temperature: API version 2026-10-21, which this SDK (2.x) sends, answers 400 to
         # temperature / top_p / top_k, even at their defaults. `temperature:` is ignored.
         if request.json_schema is not None:
-            schema, _ = _object_schema(request.json_schema)
+            schema, _ = object_schema(request.json_schema)
             params["tools"] = [{"name": TOOL, "input_schema": schema,
                                 "description": "Give your answer: its input is the answer."}]
             params["tool_choice"] = {"type": "tool", "name": TOOL}
@@ -190,7 +189,7 @@ class Provider(ProviderBase):
                     f"complete; raise max_tokens") from None
             raise ProviderError(f"{self._who()}: the answer's JSON was malformed",
                                 retryable=True) from None
-        _, wrapped = _object_schema(schema)
+        _, wrapped = object_schema(schema)
         if wrapped and isinstance(obj, dict) and "value" in obj:
             obj = obj["value"]
         return json.dumps(obj, ensure_ascii=False)
@@ -214,26 +213,26 @@ class Provider(ProviderBase):
             etype = _body_error_type(e.body)
             if status < 400:  # an error event inside a 200 stream
                 status = ERROR_TYPE_STATUS.get(etype, 500)
-            return self._status_error(status, _body_message(e.body),
+            return self._status_error(status, body_message(e.body),
                                       getattr(e.response, "headers", None))
         if isinstance(e, sdk.APIConnectionError):
             cause = e.__cause__ or e.__context__
-            detail = f": {_clip(str(cause))}" if cause and str(cause) else ""
+            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
             return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
                                              f"broke{detail}"), retryable=True)
         if isinstance(e, ValueError):
             return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
-                                             f"{_clip(str(e))}"), retryable=True)
+                                             f"{clip(str(e))}"), retryable=True)
         if isinstance(e, sdk.APIError):
-            return ProviderError(self._scrub(f"{who}: {_clip(str(e))}"), retryable=True)
+            return ProviderError(self._scrub(f"{who}: {clip(str(e))}"), retryable=True)
         return ProviderError(self._scrub(f"{who}: the connection broke ({type(e).__name__}: "
-                                         f"{_clip(str(e))})"), retryable=True)
+                                         f"{clip(str(e))})"), retryable=True)
 
     def _status_error(self, status: int, message: str, headers) -> ProviderError:
         who = self._who()
         var = self.config.key_env()
-        detail = f": {_clip(message)}" if message else ""
-        retry_after = _retry_after(headers)
+        detail = f": {clip(message)}" if message else ""
+        retry_after = retry_after_seconds(headers)
         if status == 401:
             return ProviderError(f"{who}: the API key in {var} was rejected (401)", status=status)
         if status == 403:
@@ -292,13 +291,6 @@ def _count(counts: dict, usage) -> None:
             counts[name] = value
 
 
-def _object_schema(schema: dict) -> tuple[dict, bool]:
-    """Tool input must be an object; any other schema is wrapped under "value"."""
-    if isinstance(schema, dict) and (schema.get("type") == "object" or (
-            "type" not in schema and "properties" in schema)):
-        return schema, False
-    return {"type": "object", "properties": {"value": schema}, "required": ["value"],
-            "additionalProperties": False}, True
 
 
 def _body_error_type(body) -> str:
@@ -309,39 +301,6 @@ def _body_error_type(body) -> str:
     return ""
 
 
-def _body_message(body) -> str:
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        return ""
-    return body if isinstance(body, str) else ""
 
 
-def _retry_after(headers) -> float | None:
-    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
-
-def _clip(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -10,13 +10,12 @@ OpenAI's automatic prompt caching matches stays the same across calls and repair
 
 from __future__ import annotations
 
-import email.utils
 import json
 import threading
-import time
 
 import openai as sdk
 
+from ._wire import body_message, clip, object_schema, retry_after_seconds
 from . import Completion, ProviderBase, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "gpt-5.4-mini"
@@ -86,7 +85,7 @@ class Provider(ProviderBase):
             key = "max_tokens" if self.config.base_url else "max_completion_tokens"
             params[key] = self.config.max_tokens
         if request.json_schema is not None:
-            schema, _ = _object_schema(request.json_schema)
+            schema, _ = object_schema(request.json_schema)
             params["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "answer", "schema": schema, "strict": False}}
         return params
@@ -124,7 +123,7 @@ class Provider(ProviderBase):
             raise ProviderError(f"{self._who()}: {INCOMPLETE}", retryable=True)
         if refusal:
             raise ProviderError(self._scrub(f"{self._who()}: the model refused: "
-                                            f"{_clip(''.join(refusal))}"))
+                                            f"{clip(''.join(refusal))}"))
         text = "".join(parts)
         if request.json_schema is not None:
             text = self._structured_text(request.json_schema, text, finish)
@@ -154,7 +153,7 @@ class Provider(ProviderBase):
                     f"({self.config.max_tokens}) before its JSON was complete; raise "
                     f"max_tokens") from None
             return text  # the validator and repair attempts take it from here
-        _, wrapped = _object_schema(schema)
+        _, wrapped = object_schema(schema)
         if wrapped and isinstance(obj, dict) and "value" in obj:
             return json.dumps(obj["value"], ensure_ascii=False)
         return text
@@ -174,28 +173,28 @@ class Provider(ProviderBase):
             return ProviderError(f"{who}: no answer from {where} within "
                                  f"{self.config.timeout:g} s (timeout)", retryable=True)
         if isinstance(e, sdk.APIStatusError):
-            return self._status_error(e.status_code, _body_message(e.body),
+            return self._status_error(e.status_code, body_message(e.body),
                                       getattr(e.response, "headers", None))
         if isinstance(e, sdk.APIConnectionError):
             cause = e.__cause__ or e.__context__
-            detail = f": {_clip(str(cause))}" if cause and str(cause) else ""
+            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
             return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
                                              f"broke{detail}"), retryable=True)
         if isinstance(e, sdk.APIError):  # an error event inside the stream
             return ProviderError(self._scrub(f"{who}: the server reported an error mid-answer: "
-                                             f"{_clip(_body_message(e.body) or e.message)}"),
+                                             f"{clip(body_message(e.body) or e.message)}"),
                                  retryable=True)
         if isinstance(e, ValueError):
             return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
-                                             f"{_clip(str(e))}"), retryable=True)
+                                             f"{clip(str(e))}"), retryable=True)
         return ProviderError(self._scrub(f"{who}: the connection broke: "
-                                         f"{type(e).__name__}: {_clip(str(e))}"), retryable=True)
+                                         f"{type(e).__name__}: {clip(str(e))}"), retryable=True)
 
     def _status_error(self, status: int, message: str, headers) -> ProviderError:
         who = self._who()
         var = self.config.key_env()
-        detail = f": {_clip(message)}" if message else ""
-        retry_after = _retry_after(headers)
+        detail = f": {clip(message)}" if message else ""
+        retry_after = retry_after_seconds(headers)
         if status == 401:
             text = (f"the API key in {var} was rejected (401)" if var else
                     f"the server at {self.config.base_url} refused the request as unauthorized "
@@ -239,13 +238,6 @@ def _turn(turn) -> dict:
     return {"role": role, "content": content}
 
 
-def _object_schema(schema: dict) -> tuple[dict, bool]:
-    """The schema as an object schema (what the API constrains best); wrapped: under "value"."""
-    if isinstance(schema, dict) and (schema.get("type") == "object" or (
-            "type" not in schema and "properties" in schema)):
-        return schema, False
-    return {"type": "object", "properties": {"value": schema}, "required": ["value"],
-            "additionalProperties": False}, True
 
 
 def _usage(u) -> Usage:
@@ -257,41 +249,6 @@ def _usage(u) -> Usage:
                  cached_tokens=cached or 0)
 
 
-def _body_message(body) -> str:
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
-        if isinstance(body.get("message"), str):
-            return body["message"]
-        return ""
-    return body if isinstance(body, str) else ""
 
 
-def _retry_after(headers) -> float | None:
-    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
-
-def _clip(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -319,7 +319,7 @@ def test_close_and_reuse(srv):
 
 
 def test_retry_after_parsing():
-    parse = openai_provider._retry_after
+    from amelia.providers._wire import retry_after_seconds as parse
     assert parse({"retry-after": "3"}) == 3.0
     assert parse({"retry-after": "1.5"}) == 1.5
     assert parse({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
