@@ -66,7 +66,8 @@ def _unescape(raw: str) -> str:
 
 
 def load_env(root: str | os.PathLike | None = None) -> dict[str, str]:
-    """os.environ over the project's `.env` (the environment wins)."""
+    """os.environ over the project's `.env`: the environment wins, unless its value is
+    empty (an exported-but-empty variable does not hide the key in .env)."""
     env: dict[str, str] = {}
     path = Path(root or os.getcwd()) / DOTENV
     try:
@@ -76,7 +77,7 @@ def load_env(root: str | os.PathLike | None = None) -> dict[str, str]:
     except UnicodeDecodeError:
         text = path.read_text(encoding="latin-1")
     env.update(parse_dotenv(text))
-    env.update(os.environ)
+    env.update((k, v) for k, v in os.environ.items() if v or k not in env)
     return env
 
 

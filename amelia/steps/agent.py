@@ -75,12 +75,13 @@ def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: in
             return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
         if attempt == repairs:
             break
-        history = request.history + (
-            {"role": "assistant", "content": answer},
-            {"role": "user", "content": f"Your answer does not match the required JSON Schema: "
-                                        f"{problem}. Reply with only the corrected JSON."},
-        )
-        request = Request(request.system, request.prompt, request.json_schema, history,
+        # Providers send system, history, then the prompt: the failed exchange becomes
+        # history and the validator's message the new prompt.
+        history = request.history + ({"role": "user", "content": request.prompt},
+                                     {"role": "assistant", "content": answer})
+        repair = (f"Your answer does not match the required JSON Schema: {problem}. "
+                  f"Reply with only the corrected JSON.")
+        request = Request(request.system, repair, request.json_schema, history,
                           request.shared_context, request.workdir)
         answer = ctx.llm.call(step.id, model, request).text
     raise StepError(f"the answer does not match the schema after {repairs} repair"

@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -69,6 +70,7 @@ class RecordedRequest:
     path: str
     headers: dict  # lower-case names
     body: object  # the parsed JSON body, or None
+    time: float = field(default_factory=time.time)  # when it arrived
 
     @property
     def json(self):

@@ -91,3 +91,14 @@ def test_missing_keys(tmp_path, monkeypatch, caplog):
     assert missing_keys(models(), env={"GROQ_API_KEY": "g", "ANTHROPIC_API_KEY": "a",
                                        "OPENAI_API_KEY": "o"}) == []
     assert missing_keys([], root=tmp_path) == []
+
+
+def test_an_empty_environment_variable_does_not_hide_the_dotenv_value(tmp_path, monkeypatch):
+    from amelia.providers.keys import load_env
+
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=from-dotenv\nOTHER=x\n")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    monkeypatch.setenv("OTHER", "from-env")
+    env = load_env(tmp_path)
+    assert env["ANTHROPIC_API_KEY"] == "from-dotenv"
+    assert env["OTHER"] == "from-env"
