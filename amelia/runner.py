@@ -53,6 +53,10 @@ class RunContext:
                                      u.output_tokens, u.cached_tokens, u.cache_write_tokens,
                                      latency, retries, cost))
 
+    def progress(self, step_id: str, message: str) -> None:
+        if self.bus is not None:
+            self.bus.emit(ev.StepProgress(self.run_id, step_id, message))
+
     def close(self) -> None:
         if self._llm is not None:
             self._llm.close()

@@ -139,7 +139,10 @@ class Provider(ProviderBase):
             stdin_text = prompt  # `claude -p` reads the prompt from stdin
         else:
             args.append(prompt)
-        args += ["--output-format", "json"]
+        # A claude-code step is there to edit files in its working directory; edits
+        # are accepted without a prompt (nobody is there to answer one), other tools
+        # keep Claude Code's own permission rules.
+        args += ["--output-format", "json", "--permission-mode", "acceptEdits"]
         if request.system:
             args += ["--append-system-prompt", request.system]
         if self.config.model:

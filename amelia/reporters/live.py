@@ -41,6 +41,9 @@ class LiveReporter:
             self.live.start()
         elif isinstance(e, ev.StepStarted):
             self.running[e.step] = (time.monotonic(), "; ".join(e.reasons))
+        elif isinstance(e, ev.StepProgress):
+            if e.step in self.running:
+                self.running[e.step] = (self.running[e.step][0], e.message)
         elif isinstance(e, ev.StepCached):
             self.done += 1
             if self.verbose or e.reasons:

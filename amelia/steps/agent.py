@@ -8,8 +8,10 @@ the model is called through the run's ModelSession, and a structured answer
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 
 from .. import templates
 from ..providers import ModelConfig, ProviderError, Request
@@ -51,21 +53,40 @@ def _strip_fence(text: str) -> str:
     return t
 
 
+PROGRESS_EVERY = 1.0  # seconds between progress events of a streaming answer
+
+
 def execute(step, ctx) -> StepResult:
     cfg = step.config
     model = ModelConfig(**cfg["model"])
+    if step.timeout:  # the step's own bound applies to each call of its model
+        model = dataclasses.replace(model, timeout=min(model.timeout, step.timeout))
     values = ctx.template_values(step, limit=None)
     system, prompt = render(cfg["system"], values), render(cfg["prompt"], values)
     schema = cfg.get("schema")
     request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root)
     try:
-        answer = ctx.llm.call(step.id, model, request).text
+        answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
         if schema is not None:
             answer = _validated(step, ctx, model, request, answer, schema, cfg.get("repairs", 2))
     except ProviderError as e:
         raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
     _write(os.path.join(ctx.root, step.outputs[0]), answer)
     return StepResult()
+
+
+def _progress(step, ctx):
+    """A streaming callback that reports how much has arrived, at most once a second."""
+    state = {"chars": 0, "last": time.monotonic()}
+
+    def on_text(chunk: str) -> None:
+        state["chars"] += len(chunk)
+        now = time.monotonic()
+        if now - state["last"] >= PROGRESS_EVERY:
+            state["last"] = now
+            ctx.progress(step.id, f"{state['chars']} characters received")
+
+    return on_text
 
 
 def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int) -> str:

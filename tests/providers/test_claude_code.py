@@ -98,7 +98,7 @@ def test_answer_usage_and_cost(fake):
     assert c.cost_usd == 0.0123 and c.session_id == "s-1" and c.num_turns == 1
     assert c.model == "claude-sonnet-4-5-20250929" and c.stop_reason == "end_turn"
     call = fake.log()
-    assert call["args"] == ["-p", "Say hello", "--output-format", "json",
+    assert call["args"] == ["-p", "Say hello", "--output-format", "json", "--permission-mode", "acceptEdits",
                             "--append-system-prompt", "Be brief.", "--model", "sonnet"]
     assert call["cwd"] == str(fake.work)
     assert call["stdin_empty"] is True
@@ -111,7 +111,7 @@ def test_no_system_no_model_and_root_as_workdir(fake, tmp_path):
     p.env["AMELIA_ROOT"] = str(tmp_path)
     p.complete(Request(system="", prompt="hi"))
     call = fake.log()
-    assert call["args"] == ["-p", "hi", "--output-format", "json"]
+    assert call["args"] == ["-p", "hi", "--output-format", "json", "--permission-mode", "acceptEdits"]
     assert call["cwd"] == str(tmp_path)
 
 
@@ -129,7 +129,7 @@ def test_long_prompt_goes_through_stdin(fake):
     big = "x" * (claude_code.MAX_ARG_BYTES + 10)
     fake().complete(Request(system="", prompt=big))
     call = fake.log()
-    assert call["args"] == ["-p", "--output-format", "json"]
+    assert call["args"] == ["-p", "--output-format", "json", "--permission-mode", "acceptEdits"]
     assert call["stdin"] == big
 
 
