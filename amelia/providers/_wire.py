@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
+
+from . import ProviderBase, ProviderError
 
 
 def object_schema(schema: dict) -> tuple[dict, bool]:
@@ -57,3 +60,58 @@ def retry_after_seconds(headers) -> float | None:
 def clip(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class SDKProvider(ProviderBase):
+    """A provider backed by a vendor SDK client: made on first use, shared by threads.
+
+    Subclasses set `name`, `default_model` and `make_client(**kwargs)`.
+    """
+
+    default_model = ""
+
+    def __init__(self, config, env):
+        super().__init__(config, env)
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return self.config.model or self.default_model
+
+    def _who(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def make_client(self, **kwargs):
+        raise NotImplementedError
+
+    def client(self):
+        """The SDK client, made on first use (a missing key is an error then)."""
+        with self._lock:
+            if self._client is None:
+                var = self.config.key_env()
+                key = self.api_key()
+                if var and not key:
+                    raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
+                                        f"the environment or in .env")
+                # Always an explicit key (a placeholder for a keyless local server): the
+                # SDK then reads no credentials of its own. Retries are ours.
+                kwargs = {"api_key": key or "not-needed", "max_retries": 0,
+                          "timeout": self.config.timeout}
+                if self.config.base_url:
+                    kwargs["base_url"] = self.config.base_url
+                self._client = self.make_client(**kwargs)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _scrub(self, message: str) -> str:
+        """Never let the key into a message (servers echo parts of it)."""
+        key = self.api_key()
+        if key and len(key) >= 4:
+            message = message.replace(key, "[redacted]")
+        return message

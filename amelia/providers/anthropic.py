@@ -16,12 +16,11 @@ and sampling parameters are gone, so a model's `temperature:` is not sent.
 from __future__ import annotations
 
 import json
-import threading
 
 import anthropic as sdk
 
-from ._wire import body_message, clip, object_schema, retry_after_seconds
-from . import Completion, ProviderBase, ProviderError, Request, Usage
+from ._wire import SDKProvider, body_message, clip, object_schema, retry_after_seconds
+from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens
@@ -37,42 +36,12 @@ ERROR_TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401,
                      "timeout_error": 504, "overloaded_error": 529}
 
 
-class Provider(ProviderBase):
+class Provider(SDKProvider):
+    default_model = DEFAULT_MODEL
     name = "anthropic"
 
-    def __init__(self, config, env):
-        super().__init__(config, env)
-        self._client = None
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return self.config.model or DEFAULT_MODEL
-
-    def _who(self) -> str:
-        return f"{self.name} ({self.model})"
-
-    def client(self):
-        """The SDK client, made on first use (a missing key is an error then)."""
-        with self._lock:
-            if self._client is None:
-                var = self.config.key_env()
-                key = self.api_key()
-                if not key:
-                    raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
-                                        f"the environment or in .env")
-                # An explicit api_key: the SDK then reads no credentials of its own.
-                kwargs = {"api_key": key, "max_retries": 0, "timeout": self.config.timeout}
-                if self.config.base_url:
-                    kwargs["base_url"] = self.config.base_url
-                self._client = sdk.Anthropic(**kwargs)
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+    def make_client(self, **kwargs):
+        return sdk.Anthropic(**kwargs)
 
     # -- the call ----------------------------------------------------------------------
 
@@ -195,12 +164,6 @@ class Provider(ProviderBase):
         return json.dumps(obj, ensure_ascii=False)
 
     # -- errors ------------------------------------------------------------------------
-
-    def _scrub(self, message: str) -> str:
-        key = self.api_key()
-        if key and len(key) >= 4:
-            message = message.replace(key, "[redacted]")
-        return message
 
     def _error(self, e: Exception) -> ProviderError:
         who = self._who()

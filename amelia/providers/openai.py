@@ -11,53 +11,22 @@ OpenAI's automatic prompt caching matches stays the same across calls and repair
 from __future__ import annotations
 
 import json
-import threading
 
 import openai as sdk
 
-from ._wire import body_message, clip, object_schema, retry_after_seconds
-from . import Completion, ProviderBase, ProviderError, Request, Usage
+from ._wire import SDKProvider, body_message, clip, object_schema, retry_after_seconds
+from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 INCOMPLETE = "stream ended before the answer was complete"
 
 
-class Provider(ProviderBase):
+class Provider(SDKProvider):
+    default_model = DEFAULT_MODEL
     name = "openai"
 
-    def __init__(self, config, env):
-        super().__init__(config, env)
-        self._client = None
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return self.config.model or DEFAULT_MODEL
-
-    def _who(self) -> str:
-        return f"{self.name} ({self.model})"
-
-    def client(self):
-        """The SDK client, made on first use (a missing key is an error then)."""
-        with self._lock:
-            if self._client is None:
-                var = self.config.key_env()
-                key = self.api_key()
-                if var and not key:
-                    raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
-                                        f"the environment or in .env")
-                kwargs = {"api_key": key or "not-needed", "max_retries": 0,
-                          "timeout": self.config.timeout}
-                if self.config.base_url:
-                    kwargs["base_url"] = self.config.base_url
-                self._client = sdk.OpenAI(**kwargs)
-            return self._client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+    def make_client(self, **kwargs):
+        return sdk.OpenAI(**kwargs)
 
     # -- the call ----------------------------------------------------------------------
 
@@ -159,12 +128,6 @@ class Provider(ProviderBase):
         return text
 
     # -- errors ------------------------------------------------------------------------
-
-    def _scrub(self, message: str) -> str:
-        key = self.api_key()
-        if key and len(key) >= 4:
-            message = message.replace(key, "[redacted]")
-        return message
 
     def _error(self, e: Exception) -> ProviderError:
         who = self._who()
