@@ -70,3 +70,17 @@ def assert_golden(actual: str, golden: Path) -> None:
         if not UPDATE_GOLDEN:
             pytest.fail(f"golden file {golden} was missing; written now, check it and rerun")
     assert actual == golden.read_text()
+
+
+def in_parallel(fn, n: int) -> float:
+    """Call fn() from n threads at once; the seconds until all returned."""
+    import threading
+    import time
+
+    threads = [threading.Thread(target=fn) for _ in range(n)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - start

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from amelia.providers import ModelConfig, ProviderError, Request, Usage, provider_class
 from amelia.providers import anthropic as anthropic_provider
 from fakes import FakeAnthropic, Reply
+from conftest import in_parallel
 
 KEY = "sk-ant-test-0123456789abcdefXYZ"
 EPHEMERAL = {"type": "ephemeral"}
@@ -306,13 +306,7 @@ def test_concurrent_calls_overlap():
         def call():
             results.append(provider.complete(Request(system="", prompt="hi")).text)
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
+        elapsed = in_parallel(call, 8)
         provider.close()
     assert results == ["ok"] * 8
     assert elapsed < 1.5

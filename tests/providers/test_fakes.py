@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from fakes import FakeAnthropic, FakeOpenAI, Reply, example_from_schema
+from conftest import in_parallel
 
 FAKES = Path(__file__).resolve().parent.parent / "fakes"
 ANTHROPIC_HEADERS = {"anthropic-version": "2026-10-21", "x-api-key": "k"}
@@ -61,13 +62,7 @@ def test_concurrent_requests_overlap(fake, path, body, headers):
         def call():
             statuses.append(post(srv.base_url + path, body, headers)[0])
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
+        elapsed = in_parallel(call, 8)
     assert statuses == [200] * 8
     assert elapsed < 1.5, elapsed
     assert srv.max_concurrent == 8
@@ -83,13 +78,7 @@ def test_concurrent_sdk_streams_overlap():
                                                     messages=[{"role": "user", "content": "q"}])
             texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert time.monotonic() - start < 1.5
+        assert in_parallel(call, 8) < 1.5
         client.close()
     assert texts == ["a b c"] * 8
 

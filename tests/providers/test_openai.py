@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from amelia.providers import ModelConfig, ProviderError, Request, Usage, provider_class
 from amelia.providers import openai as openai_provider
 from fakes import FakeOpenAI, Reply
+from conftest import in_parallel
 
 KEY = "sk-test-OPENAI-0123456789abcdef"
 
@@ -297,13 +297,7 @@ def test_concurrent_calls_overlap():
         def call():
             results.append(provider.complete(Request(system="", prompt="hi")).text)
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
+        elapsed = in_parallel(call, 8)
         provider.close()
     assert results == ["ok"] * 8
     assert elapsed < 1.5
