@@ -143,6 +143,7 @@ class Runner:
         self.decisions = plan.by_step()
         self.known: dict = {}  # step → output hashes, for cached and finished steps
         self.statuses: dict = {}  # step → cached | ran | failed | skipped
+        self.rerun: set = set()  # cached in the plan, but their outputs could not be restored
 
     # -- the whole run ---------------------------------------------------------------
     def run(self) -> dict:
@@ -170,7 +171,6 @@ class Runner:
         return {"status": status, "counts": counts, "statuses": dict(self.statuses)}
 
     def _restore_cached(self) -> None:
-        self.rerun = set()
         for d in self.plan.decisions:
             if d.action != CACHED:
                 continue
@@ -208,7 +208,7 @@ class Runner:
     def _node(self, sid: str):
         def node(state):
             try:
-                return {"results": {sid: self._step(sid, state["results"])}}
+                return {"results": {sid: self._step(sid)}}
             except Exception as e:  # a bug in a step kind must not take the others down
                 import traceback
 
@@ -218,7 +218,7 @@ class Runner:
 
         return node
 
-    def _step(self, sid: str, results: dict) -> dict:
+    def _step(self, sid: str) -> dict:
         step = self.by_id[sid]
         bad = [d for d in step.needs if self.statuses.get(d) in ("failed", "skipped")]
         if bad:
@@ -229,7 +229,8 @@ class Runner:
         d = self.decisions[sid]
         if d.action == BLOCKED:
             fp = fingerprint(step, self.states, self.pipeline)
-            d = planner.decide(self.pipeline, step, fp, self.known, self.store_heads(sid),
+            d = planner.decide(self.pipeline, step, fp, self.known,
+                               self.store.state.record_heads([sid]),
                                self.force_all or sid in self.force)
             if d.action == CACHED:
                 reasons = ("upstream re-ran; its outputs are unchanged",) + d.reasons
@@ -259,9 +260,6 @@ class Runner:
         self.statuses[sid] = "ran"
         self.bus.emit(ev.StepCompleted(self.run_id, sid, duration, outputs, d.key))
         return {"status": "ran"}
-
-    def store_heads(self, sid: str) -> dict:
-        return self.store.state.record_heads([sid])
 
     def _collect_outputs(self, step) -> dict:
         """Hash the step's outputs into the object store; all must exist."""
