@@ -212,56 +212,65 @@ def run(opts: RunOptions, out=None) -> dict:
     out = out or sys.stdout
     pipeline, store = open_project(opts.file, opts.params, models=opts.models)
     try:
-        if not (opts.dry_run or opts.check):
-            store.lock.acquire(wait=opts.wait)
-        plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
         if opts.dry_run or opts.check:
-            decisions = explained(plan, store)
-            store.state.save_file_states(states.updates)
-            from .render import plan_json, plan_text
-
-            out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
-            if opts.check and plan.stale():
-                n = len(plan.stale())
-                raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
-                                   hint="run `amelia run` and commit the outputs")
-            return {"status": "ok", "plan": decisions}
+            return _show_plan(pipeline, store, opts, out)
+        store.lock.acquire(wait=opts.wait)
+        plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
         if not (opts.json or opts.verbose) and all(
                 d.action == "cached" and not d.restore for d in plan.decisions):
             return _record_noop(pipeline, store, plan, states, opts, out, t0)
         _check_keys(pipeline, plan)
-        from . import events as ev
-        from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
-        from .runner import Runner
-
-        run_id = new_run_id()
-        bus = ev.Bus()
-        bus.subscribe(RecordReporter(store.state, list(opts.argv)))
-        if opts.json:
-            bus.subscribe(JsonReporter(out))
-        elif plan.stale() and _is_tty(out):
-            from .reporters.live import LiveReporter
-
-            bus.subscribe(LiveReporter(opts.verbose))
-        else:
-            bus.subscribe(PlainReporter(out, opts.verbose))
-        bus.subscribe(LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log")))
-        jobs = opts.jobs or os.cpu_count() or 1
-        runner = Runner(pipeline, plan, store, states, bus, run_id, jobs,
-                        frozenset(opts.force), opts.force_all)
-        result = runner.run()
-        store.state.save_file_states(states.updates)
-        result["run_id"] = run_id
-        if result["status"] == "interrupted":
-            from .errors import Interrupted
-
-            raise Interrupted("interrupted")
-        if result["status"] == "failed":
-            n = result["counts"]["failed"]
-            raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
-        return result
+        return _execute(pipeline, store, plan, states, opts, out)
     finally:
         store.close()
+
+
+def _show_plan(pipeline, store, opts, out) -> dict:
+    """`plan`, `run --dry-run`, `run --check`: say what would run and why; run nothing."""
+    plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
+    decisions = explained(plan, store)
+    store.state.save_file_states(states.updates)
+    from .render import plan_json, plan_text
+
+    out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
+    if opts.check and plan.stale():
+        n = len(plan.stale())
+        raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
+                           hint="run `amelia run` and commit the outputs")
+    return {"status": "ok", "plan": decisions}
+
+
+def _execute(pipeline, store, plan, states, opts, out) -> dict:
+    """Run the plan with the reporters the options ask for; record it."""
+    from . import events as ev
+    from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
+    from .runner import Runner
+
+    run_id = new_run_id()
+    bus = ev.Bus()
+    bus.subscribe(RecordReporter(store.state, list(opts.argv)))
+    if opts.json:
+        bus.subscribe(JsonReporter(out))
+    elif _is_tty(out):
+        from .reporters.live import LiveReporter
+
+        bus.subscribe(LiveReporter(opts.verbose))
+    else:
+        bus.subscribe(PlainReporter(out, opts.verbose))
+    bus.subscribe(LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log")))
+    jobs = opts.jobs or os.cpu_count() or 1
+    result = Runner(pipeline, plan, store, states, bus, run_id, jobs,
+                    frozenset(opts.force), opts.force_all).run()
+    store.state.save_file_states(states.updates)
+    result["run_id"] = run_id
+    if result["status"] == "interrupted":
+        from .errors import Interrupted
+
+        raise Interrupted("interrupted")
+    if result["status"] == "failed":
+        n = result["counts"]["failed"]
+        raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
+    return result
 
 
 def _check_keys(pipeline: Pipeline, plan) -> None:
