@@ -11,7 +11,7 @@ import os
 from . import graph, paths, templates
 from .paths import find_root
 from .errors import PipelineError, UsageError, did_you_mean, raise_all
-from .loader import Loaded
+from .loader import Loaded, format_path
 from .resolve_agents import AgentResolution, file_location, model_configs
 from .providers import ModelConfig
 from .spec import COSMETIC_FIELDS, Pipeline, Step, TemplateVar, canonical_json
@@ -137,7 +137,7 @@ class _Resolver:
 
         def where(offset, needle):
             if file:
-                return file_location(file, text, offset, needle)
+                return file_location(file, text, offset, format_path(path))
             return source.locate_within(path, text, offset, needle)
 
         found, syntax = templates.scan(text)

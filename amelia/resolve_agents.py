@@ -69,12 +69,13 @@ def read_text_file(root: str, rel: str) -> tuple[str | None, str]:
         return None, f"file '{rel}' is not UTF-8 text"
 
 
-def file_location(file: str, text: str, offset: int, needle: str) -> Location:
+def file_location(file: str, text: str, offset: int, key_path: str = "") -> Location:
+    """Where `offset` in a prompt file's text is; key_path names the key that reads it."""
     line = text.count("\n", 0, offset) + 1
     col = offset - (text.rfind("\n", 0, offset) + 1) + 1
     lines = text.splitlines()
     snippet = lines[line - 1] if 0 < line <= len(lines) else ""
-    return Location(file, line, col, "", snippet)
+    return Location(file, line, col, key_path, snippet)
 
 
 class AgentResolution:
@@ -179,6 +180,9 @@ class AgentResolution:
         try:
             jsonschema.validators.validator_for(value).check_schema(value)
         except jsonschema.SchemaError as e:
-            self._err(f"schema is not a valid JSON Schema: {e.message}", path)
+            where = "/".join(str(p) for p in e.absolute_path)
+            self._err(f"schema is not a valid JSON Schema: {f'at {where}: ' if where else ''}{e.message}",
+                      path, "check it against JSON Schema 2020-12 (type names: object, array, "
+                      "string, number, integer, boolean, null)")
             return None
         return value
