@@ -7,7 +7,7 @@ import sys
 import click
 
 from . import api
-from .entry import run_command
+from .entry import exit_now, run_command
 from .errors import AmeliaError, UsageError
 
 FILE_ARG = click.argument("file", required=False, metavar="[FILE]")
@@ -67,7 +67,7 @@ def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs,
     fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
                   wait=wait, debug=ctx.obj["debug"])
-    sys.exit(run_command(fields, "run", sys.argv[1:]))
+    exit_now(run_command(fields, "run", sys.argv[1:]))
 
 
 @cli.command()

@@ -8,9 +8,17 @@ and cost) happens here, the same way for every provider.
 from __future__ import annotations
 
 import threading
-import time
 
 from .providers import Completion, ModelConfig, Request, provider_class
+
+
+def _warm(provider) -> None:
+    from .providers import ProviderError
+
+    try:
+        provider.warm()
+    except ProviderError:
+        pass  # the call itself reports it, with retries where they apply
 
 
 class ModelSession:
@@ -43,14 +51,17 @@ class ModelSession:
         provider = self._provider(config)
         breaker = resilience.breaker_for(resilience.breaker_key(config.provider, config.base_url))
         limit_key = f"{config.name}|{config.provider}|{config.model}|{config.base_url or ''}"
-        started = time.monotonic()
         with resilience.LIMITER.slot(limit_key, self.concurrency(config)):
+            # A model load is a one-off cost of the run, not part of the call's latency.
+            _warm(provider)
             result = resilience.call(provider, request, retries=config.retries, breaker=breaker,
                                      on_text=on_text)
         completion = result.completion
         cost = pricing.cost(config.provider, completion.model or config.model, completion.usage,
                             total_cost_usd=completion.cost_usd)
-        self.emit_usage(step_id, config, completion, result.retries, time.monotonic() - started, cost)
+        # latency: the attempt that answered; time spent on failed attempts and backoff
+        # shows as retries.
+        self.emit_usage(step_id, config, completion, result.retries, result.latency, cost)
         return completion
 
     def close(self) -> None:

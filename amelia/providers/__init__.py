@@ -109,6 +109,9 @@ class ProviderBase:
         var = self.config.key_env()
         return self.env.get(var) if var else None
 
+    def warm(self) -> None:
+        """Get ready for calls (load a model, make a client) before the first one is timed."""
+
     def complete(self, request: Request, on_text=None) -> Completion:
         """One attempt. on_text(chunk) is called as streamed text arrives.
 

@@ -170,6 +170,9 @@ class Provider(ProviderBase):
             self._model = load(model_path(self.config.model, root))
         return self._model
 
+    def warm(self) -> None:
+        self._loaded()
+
     def complete(self, request: Request, on_text=None) -> Completion:
         model = self._loaded()
         temperature = self.config.temperature

@@ -16,16 +16,14 @@ and max_tokens, streamed.
     {provider: local, max_tokens: MAX, temperature: T}, run with
     `amelia run --force-all`. Output tokens come from `amelia show last --json`
     (steps[].usage.output_tokens); the call's latency from .amelia/state.db (table
-    `usage`, column latency: the time ModelSession.call spends, which for `local`
-    includes importing llama_cpp and loading the model, as the first call of a
-    process does both). The end-to-end wall time of the process is reported too.
-(c) the share of (b)'s latency that is import + load: the same run again, through
-    a small wrapper that times amelia.providers.local.load inside the amelia
-    process (nothing else changes), so (b) can also be read without it.
+    `usage`, column latency: the answering attempt, timed after the provider was
+    warmed, i.e. after importing llama_cpp and loading the model, which a process
+    does once). The end-to-end wall time of the process, which includes them, is
+    reported too.
 
 tokens/s = output tokens / model-call seconds, both counted the way Amelia counts
-them (the model's tokenizer on the answer text). Repetitions interleave (a), (b) and
-(c) so that other load on the machine hits them alike. Medians of REPS.
+them (the model's tokenizer on the answer text). Repetitions interleave (a) and (b)
+so that other load on the machine hits them alike. Medians of REPS.
 """
 from __future__ import annotations
 
@@ -48,33 +46,6 @@ TARGET = 0.95  # through Amelia should keep at least 95 % of the direct tokens/s
 
 PROMPT = ("Write a long, detailed essay on the history of the bicycle, from the first "
           "draisine to modern carbon racing bikes, in at least ten paragraphs.")
-
-# Runs amelia's own entry point with amelia.providers.local.load timed; prints the
-# seconds it took (import of llama_cpp + the model load) to stderr as its last line.
-WRAPPER = """\
-import sys, time
-import amelia.providers.local as local
-from amelia.entry import main
-
-_load, spent = local.load, []
-
-
-def timed_load(path):
-    t = time.perf_counter()
-    try:
-        return _load(path)
-    finally:
-        spent.append(time.perf_counter() - t)
-
-
-local.load = timed_load
-sys.argv = ["amelia", *sys.argv[1:]]
-try:
-    main()
-finally:
-    sys.stderr.write("\\nLOAD_SECONDS %r\\n" % sum(spent))
-"""
-
 
 class Failed(Exception):
     pass
@@ -155,7 +126,6 @@ def write_project(root: Path, max_tokens: int, temperature: float) -> None:
         "    agent: {model: small}\n"
         f"    prompt: {json.dumps(PROMPT)}\n"
         "    output: out/essay.md\n")
-    (root / "wrapper.py").write_text(WRAPPER)
 
 
 def through_amelia(cmd, root: Path, amelia: str) -> dict:
@@ -191,11 +161,6 @@ def through_amelia(cmd, root: Path, amelia: str) -> dict:
     r = {"wall": wall, "latency": latency, "tokens": tokens, "tok_s": tokens / latency,
          "step_duration": step["duration"], "run_duration": info["summary"]["duration"],
          "text": (root / "out" / "essay.md").read_text()}
-    for line in reversed(stderr.splitlines()):
-        if line.startswith("LOAD_SECONDS "):
-            r["load"] = float(line.split()[1])
-            r["tok_s_without_load"] = tokens / (latency - r["load"])
-            break
     return r
 
 
@@ -226,23 +191,20 @@ def bench(args) -> dict:
         direct = Direct(local)
         res["model"] = direct.path
         res["direct_load_s"] = direct.load_s
-        res["direct"], res["amelia"], res["wrapped"] = [], [], []
+        res["direct"], res["amelia"] = [], []
         for i in range(args.reps):
             d = direct.call(args.max_tokens, temperature)
             res["direct"].append(d)
             a = through_amelia([args.amelia], root, args.amelia)
             res["amelia"].append(a)
-            w = through_amelia([python, str(root / "wrapper.py")], root, args.amelia)
-            res["wrapped"].append(w)
             log(f"rep {i + 1}/{args.reps}: direct {d['tokens']} tok in {d['seconds']:.3f} s "
                 f"({d['tok_s']:.1f} tok/s, first token {d['ttft']:.3f} s); amelia "
                 f"{a['tokens']} tok in {a['latency']:.3f} s ({a['tok_s']:.1f} tok/s), wall "
-                f"{a['wall']:.3f} s; wrapped: load {w.get('load', float('nan')):.3f} s of "
-                f"{w['latency']:.3f} s; load average {loadavg()}")
+                f"{a['wall']:.3f} s; load average {loadavg()}")
         res["loadavg_end"] = loadavg()
-        texts = {x["text"].strip() for k in ("direct", "amelia", "wrapped") for x in res[k]}
+        texts = {x["text"].strip() for k in ("direct", "amelia") for x in res[k]}
         res["same_text"] = len(texts) == 1
-        for k in ("direct", "amelia", "wrapped"):
+        for k in ("direct", "amelia"):
             for x in res[k]:
                 x.pop("text")
         return res
@@ -257,7 +219,7 @@ def med(rows, key):
 
 
 def report(r) -> None:
-    d, a, w = r["direct"], r["amelia"], r["wrapped"]
+    d, a = r["direct"], r["amelia"]
     f3 = lambda x: f"{x:.3f}"
     f1 = lambda x: f"{x:.1f}"
     print(f"SmolLM2-135M-Instruct Q4_1 via llama-cpp-python: one streamed chat completion, "
@@ -265,7 +227,7 @@ def report(r) -> None:
           f"repeat_penalty {r['repeat_penalty']}, n_ctx {r['n_ctx']}; medians of {r['reps']}")
     print(f"load average (1, 5, 15 min): {r['loadavg_start']} at the start, "
           f"{r['loadavg_end']} at the end")
-    toks = sorted({x["tokens"] for x in d + a + w})
+    toks = sorted({x["tokens"] for x in d + a})
     print(f"output tokens: {'/'.join(map(str, toks))}; finish: "
           f"{'/'.join(sorted({str(x['finish']) for x in d}))} (direct); same answer text in "
           f"every run: {'yes' if r['same_text'] else 'NO'}")
@@ -286,18 +248,12 @@ def report(r) -> None:
           f"exit): {f3(med(a, 'wall'))} s  (runs: {', '.join(f3(x['wall']) for x in a)})")
     print(f"    step duration {f3(med(a, 'step_duration'))} s, run duration "
           f"{f3(med(a, 'run_duration'))} s (as amelia reports them)")
-    calls = [x["seconds"] for x in d] + [x["latency"] - x.get("load", 0) for x in w]
+    calls = [x["seconds"] for x in d] + [x["latency"] for x in a]
     if max(calls) > 1.5 * min(calls):
         print(f"    note: call times range from {f3(min(calls))} to {f3(max(calls))} s. On a busy "
               f"2-core machine llama.cpp's prompt evaluation (n_threads_batch = every core, "
               f"threads that spin while they wait for each other) can stall for seconds; "
               f"rerun on an idle machine or with more --reps")
-    wt = med(w, "tok_s_without_load")
-    print("(c) the same run through a wrapper timing amelia.providers.local.load in-process")
-    print(f"    import llama_cpp + model load inside amelia's recorded call: "
-          f"{f3(med(w, 'load'))} s of {f3(med(w, 'latency'))} s")
-    print(f"    without it: {f1(wt)} tok/s = {100 * wt / dt:.1f} % of (a)  "
-          f"(with it, this run: {f1(med(w, 'tok_s'))} tok/s)")
 
 
 def main():
