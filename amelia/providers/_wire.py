@@ -19,7 +19,6 @@ def object_schema(schema: dict) -> tuple[dict, bool]:
             "additionalProperties": False}, True
 
 
-
 def body_message(body) -> str:
     if isinstance(body, dict):
         err = body.get("error", body)
@@ -29,7 +28,6 @@ def body_message(body) -> str:
             return body["message"]
         return ""
     return body if isinstance(body, str) else ""
-
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -54,7 +52,6 @@ def retry_after_seconds(headers) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
 
 
 def clip(text: str, limit: int = 300) -> str:
@@ -115,3 +112,39 @@ class SDKProvider(ProviderBase):
         if key and len(key) >= 4:
             message = message.replace(key, "[redacted]")
         return message
+
+    def status_error(self, status: int, message: str, headers) -> ProviderError:
+        """An HTTP error status as one attempt's ProviderError: retryable or not, and why."""
+        who = self._who()
+        var = self.config.key_env()
+        detail = f": {clip(message)}" if message else ""
+        if status == 401:  # no server text here: it may echo part of the key
+            text = (f"the API key in {var} was rejected (401)" if var else
+                    f"the server at {self.config.base_url} refused the request as unauthorized "
+                    f"(401); set api_key_env: to the variable holding its key")
+            return ProviderError(f"{who}: {text}", status=status)
+        if status == 403:
+            text = (f"the API key in {var} is not allowed to do this (403){detail}" if var
+                    else f"permission denied (403){detail}")
+            return ProviderError(self._scrub(f"{who}: {text}"), status=status)
+        if status == 404:
+            where = " and base_url" if self.config.base_url else ""
+            return ProviderError(self._scrub(f"{who}: not found (404){detail}; check the model id"
+                                             f"{where}"), status=status)
+        if status in (408, 409, 429) or status >= 500:
+            what = {429: "rate limited", 529: "overloaded"}.get(status, "server error")
+            return ProviderError(self._scrub(f"{who}: {what} ({status}){detail}"), retryable=True,
+                                 retry_after=retry_after_seconds(headers), status=status)
+        return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
+                             status=status)
+
+
+def transport_errors(sdk) -> tuple:
+    """What a failed call or a broken stream raises: the SDK's errors, transport errors."""
+    errs = [sdk.APIError, OSError, ValueError]  # ValueError: a malformed event
+    for name in ("httpx2", "httpx"):
+        try:
+            errs.append(__import__(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errs)

@@ -19,7 +19,7 @@ import json
 
 import anthropic as sdk
 
-from ._wire import SDKProvider, body_message, clip, object_schema, retry_after_seconds
+from ._wire import SDKProvider, body_message, clip, object_schema, transport_errors
 from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -84,7 +84,7 @@ class Provider(SDKProvider):
         done = False
         try:
             stream = client.messages.create(**params)
-        except _errors() as e:
+        except transport_errors(sdk) as e:
             raise self._error(e) from None
         with stream:
             for event in self._events(stream):
@@ -138,7 +138,7 @@ class Provider(SDKProvider):
                 event = next(it)
             except StopIteration:
                 return
-            except _errors() as e:
+            except transport_errors(sdk) as e:
                 raise self._error(e) from None
             yield event
 
@@ -176,7 +176,7 @@ class Provider(SDKProvider):
             etype = _body_error_type(e.body)
             if status < 400:  # an error event inside a 200 stream
                 status = ERROR_TYPE_STATUS.get(etype, 500)
-            return self._status_error(status, body_message(e.body),
+            return self.status_error(status, body_message(e.body),
                                       getattr(e.response, "headers", None))
         if isinstance(e, sdk.APIConnectionError):
             cause = e.__cause__ or e.__context__
@@ -191,45 +191,8 @@ class Provider(SDKProvider):
         return ProviderError(self._scrub(f"{who}: the connection broke ({type(e).__name__}: "
                                          f"{clip(str(e))})"), retryable=True)
 
-    def _status_error(self, status: int, message: str, headers) -> ProviderError:
-        who = self._who()
-        var = self.config.key_env()
-        detail = f": {clip(message)}" if message else ""
-        retry_after = retry_after_seconds(headers)
-        if status == 401:
-            return ProviderError(f"{who}: the API key in {var} was rejected (401)", status=status)
-        if status == 403:
-            return ProviderError(self._scrub(f"{who}: the API key in {var} is not allowed to do "
-                                             f"this (403){detail}"), status=status)
-        if status == 404:
-            return ProviderError(self._scrub(f"{who}: not found (404){detail}; check the model id"
-                                             f"{' and base_url' if self.config.base_url else ''}"),
-                                 status=status)
-        if status == 429:
-            return ProviderError(self._scrub(f"{who}: rate limited (429){detail}"),
-                                 retryable=True, retry_after=retry_after, status=status)
-        if status == 529:
-            return ProviderError(self._scrub(f"{who}: overloaded (529){detail}"),
-                                 retryable=True, retry_after=retry_after, status=status)
-        if status >= 500 or status in (408, 409):
-            return ProviderError(self._scrub(f"{who}: server error ({status}){detail}"),
-                                 retryable=True, retry_after=retry_after, status=status)
-        return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
-                             status=status)
 
-
-# -- helpers (openai.py has the same few) ----------------------------------------------
-
-def _errors() -> tuple:
-    """What a failed call or a broken stream raises: SDK errors, transport errors."""
-    errs = [sdk.APIError, OSError, ValueError]  # ValueError: a malformed event
-    for name in ("httpx2", "httpx"):
-        try:
-            errs.append(__import__(name).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errs)
-
+# -- helpers -------------------------------------------------------------------------------
 
 def _text(text: str) -> dict:
     # The API rejects empty text blocks.
@@ -254,16 +217,11 @@ def _count(counts: dict, usage) -> None:
             counts[name] = value
 
 
-
-
 def _body_error_type(body) -> str:
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and isinstance(err.get("type"), str):
             return err["type"]
     return ""
-
-
-
 
 

@@ -14,7 +14,7 @@ import json
 
 import openai as sdk
 
-from ._wire import SDKProvider, body_message, clip, object_schema, retry_after_seconds
+from ._wire import SDKProvider, body_message, clip, object_schema, transport_errors
 from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "gpt-5.4-mini"
@@ -69,7 +69,7 @@ class Provider(SDKProvider):
         model = ""
         try:
             stream = client.chat.completions.create(**params)
-        except _errors() as e:
+        except transport_errors(sdk) as e:
             raise self._error(e) from None
         with stream:
             for chunk in self._chunks(stream):
@@ -108,7 +108,7 @@ class Provider(SDKProvider):
                 chunk = next(it)
             except StopIteration:
                 return
-            except _errors() as e:
+            except transport_errors(sdk) as e:
                 raise self._error(e) from None
             yield chunk
 
@@ -136,7 +136,7 @@ class Provider(SDKProvider):
             return ProviderError(f"{who}: no answer from {where} within "
                                  f"{self.config.timeout:g} s (timeout)", retryable=True)
         if isinstance(e, sdk.APIStatusError):
-            return self._status_error(e.status_code, body_message(e.body),
+            return self.status_error(e.status_code, body_message(e.body),
                                       getattr(e.response, "headers", None))
         if isinstance(e, sdk.APIConnectionError):
             cause = e.__cause__ or e.__context__
@@ -153,54 +153,14 @@ class Provider(SDKProvider):
         return ProviderError(self._scrub(f"{who}: the connection broke: "
                                          f"{type(e).__name__}: {clip(str(e))}"), retryable=True)
 
-    def _status_error(self, status: int, message: str, headers) -> ProviderError:
-        who = self._who()
-        var = self.config.key_env()
-        detail = f": {clip(message)}" if message else ""
-        retry_after = retry_after_seconds(headers)
-        if status == 401:
-            text = (f"the API key in {var} was rejected (401)" if var else
-                    f"the server at {self.config.base_url} refused the request as unauthorized "
-                    f"(401); set api_key_env: to the variable holding its key")
-            return ProviderError(f"{who}: {text}", status=status)
-        if status == 403:
-            text = (f"the API key in {var} is not allowed to do this (403){detail}" if var
-                    else f"permission denied (403){detail}")
-            return ProviderError(self._scrub(f"{who}: {text}"), status=status)
-        if status == 404:
-            return ProviderError(self._scrub(
-                f"{who}: not found (404){detail}; check the model id and base_url"),
-                status=status)
-        if status == 429:
-            return ProviderError(self._scrub(f"{who}: rate limited (429){detail}"),
-                                 retryable=True, retry_after=retry_after, status=status)
-        if status >= 500 or status in (408, 409):
-            return ProviderError(self._scrub(f"{who}: server error ({status}){detail}"),
-                                 retryable=True, retry_after=retry_after, status=status)
-        return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
-                             status=status)
 
-
-# -- helpers (anthropic.py has the same few) -----------------------------------------------
-
-def _errors() -> tuple:
-    """What a failed call or a broken stream raises: SDK errors, transport errors."""
-    errs = [sdk.APIError, OSError, ValueError]  # ValueError: a malformed event
-    for name in ("httpx2", "httpx"):
-        try:
-            errs.append(__import__(name).HTTPError)
-        except ImportError:
-            pass
-    return tuple(errs)
-
+# -- helpers -------------------------------------------------------------------------------
 
 def _turn(turn) -> dict:
     if isinstance(turn, dict):
         return {"role": turn.get("role", "user"), "content": turn.get("content", "")}
     role, content = turn
     return {"role": role, "content": content}
-
-
 
 
 def _usage(u) -> Usage:
@@ -210,8 +170,5 @@ def _usage(u) -> Usage:
     cached = getattr(details, "cached_tokens", None) if details is not None else None
     return Usage(input_tokens=u.prompt_tokens or 0, output_tokens=u.completion_tokens or 0,
                  cached_tokens=cached or 0)
-
-
-
 
 
