@@ -27,7 +27,6 @@ so that other load on the machine hits them alike. Medians of REPS.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
@@ -40,36 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import REPO, Failed, in_git_tree, loadavg, logger, parser, run_main
+
+log = logger("local_speed")
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 TARGET = 0.95  # through Amelia should keep at least 95 % of the direct tokens/s
 
 PROMPT = ("Write a long, detailed essay on the history of the bicycle, from the first "
           "draisine to modern carbon racing bikes, in at least ten paragraphs.")
-
-class Failed(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[local_speed] {msg}", file=sys.stderr, flush=True)
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def in_git_tree(path: Path) -> bool:
-    try:
-        r = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-                           capture_output=True, text=True)
-    except OSError:
-        return False
-    return r.returncode == 0 and r.stdout.strip() == "true"
-
 
 # -- (a) direct ----------------------------------------------------------------------------
 
@@ -257,31 +235,13 @@ def report(r) -> None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--amelia", default=os.environ.get("AMELIA", str(REPO / ".venv/bin/amelia")),
-                    help="amelia executable (default: $AMELIA, else <repo>/.venv/bin/amelia)")
-    ap.add_argument("--reps", type=int, default=3)
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--temperature", type=float, default=None,
                     help="default: amelia.providers.local.DEFAULT_TEMPERATURE")
-    ap.add_argument("--workdir", help="where the project goes (default: a new temporary "
-                                      "directory, removed after); keep it outside any git tree")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary project")
-    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    args = ap.parse_args()
-    if not os.access(args.amelia, os.X_OK):
-        sys.exit(f"no amelia executable at {args.amelia} (pass --amelia PATH or set AMELIA)")
-    try:
-        r = bench(args)
-    except Failed as e:
-        print(f"FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
-    except ImportError as e:
-        sys.exit(f"needs amelia and llama-cpp-python importable here ({e}); run it with "
-                 f"{REPO / '.venv/bin/python'} after pip install -e '.[local]'")
-    report(r)
-    if args.json:
-        print(json.dumps(r, indent=2))
+    run_main(ap.parse_args(), bench, report,
+             on_import_error="needs amelia and llama-cpp-python importable here; run it with "
+                             f"{REPO / '.venv/bin/python'} after pip install -e '.[local]'")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ Standard library only.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -45,25 +44,13 @@ import threading
 import time
 from pathlib import Path
 
+from _harness import REPO, Failed, in_git_tree, loadavg, logger, parser, run_main
+
+log = logger("parallel")
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 FAKE = REPO / "tests" / "fakes" / "openai_server.py"
 TARGET_S = 1.5  # the parallel run should take under TARGET_S + the process start
-
-
-class Failed(Exception):
-    pass
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
-def log(msg):
-    print(f"[parallel] {msg}", file=sys.stderr, flush=True)
 
 
 # -- the fake server ---------------------------------------------------------------------
@@ -107,15 +94,6 @@ class FakeServer:
 
 
 # -- the project -------------------------------------------------------------------------
-
-def in_git_tree(path: Path) -> bool:
-    try:
-        r = subprocess.run(["git", "-C", str(path), "rev-parse", "--is-inside-work-tree"],
-                           capture_output=True, text=True)
-    except OSError:
-        return False
-    return r.returncode == 0 and r.stdout.strip() == "true"
-
 
 def write_project(root: Path, base_url: str, steps: int) -> None:
     lines = ["amelia: 1", "name: parallel-agents", "models:",
@@ -356,27 +334,10 @@ def report(r) -> bool:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--amelia", default=os.environ.get("AMELIA", str(REPO / ".venv/bin/amelia")),
-                    help="amelia executable (default: $AMELIA, else <repo>/.venv/bin/amelia)")
-    ap.add_argument("--reps", type=int, default=3)
+    ap = parser(__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--latency", type=float, default=1.0, help="the fake server's seconds a call")
-    ap.add_argument("--workdir", help="where the project goes (default: a new temporary "
-                                      "directory, removed after); keep it outside any git tree")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary project")
-    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    args = ap.parse_args()
-    if not os.access(args.amelia, os.X_OK):
-        sys.exit(f"no amelia executable at {args.amelia} (pass --amelia PATH or set AMELIA)")
-    try:
-        r = bench(args)
-    except Failed as e:
-        print(f"FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
-    report(r)
-    if args.json:
-        print(json.dumps(r, indent=2))
+    run_main(ap.parse_args(), bench, report)
 
 
 if __name__ == "__main__":
