@@ -90,7 +90,7 @@ def parse_model_overrides(text: str) -> list:
 
 
 def resolve_file(path: str, overrides: dict | None = None, raw: bytes | None = None,
-                 digest: str = "") -> Pipeline:
+                 digest: str = "", placeholders: bool = False) -> Pipeline:
     """The full, uncached chain: parse, schema-validate, resolve, check the graph.
 
     overrides: as made by `_overrides` (params and model replacements); default none.
@@ -111,7 +111,7 @@ def resolve_file(path: str, overrides: dict | None = None, raw: bytes | None = N
     digest = digest or _digest(path, raw, overrides)
     sources = ((path, hashlib.sha256(raw).hexdigest()),)
     return resolve.resolve(loaded, path, overrides["params"], digest, sources,
-                           model_overrides=overrides["models"])
+                           model_overrides=overrides["models"], placeholders=placeholders)
 
 
 def _declares_root(raw: bytes) -> bool:
@@ -160,8 +160,10 @@ def open_project(file: str | None, params=(), create: bool = True, models=()):
 
 
 def validate(file: str | None, params=(), models=()) -> Pipeline:
+    """The file checked, resolved with the given params; params with no value at all
+    get a stand-in (a check needs no values; a run does)."""
     path = pipeline_path(file)
-    return resolve_file(path, _overrides(params, models))
+    return resolve_file(path, _overrides(params, models), placeholders=True)
 
 
 def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):

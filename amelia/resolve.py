@@ -52,6 +52,9 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
+# Values that stand in for params without one when a file is only checked (validate, graph).
+PLACEHOLDERS = {"integer": 0, "number": 0.0, "boolean": False, "array": [], "object": {}}
+
 _PY_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
              "array": list, "object": dict}
 
@@ -66,7 +69,8 @@ def _type_ok(ptype: str | None, value) -> bool:
 
 class _Resolver:
     def __init__(self, loaded: Loaded, pipeline_file: str, overrides: dict, root: str | None,
-                 model_overrides: dict | None = None):
+                 model_overrides: dict | None = None, placeholders: bool = False):
+        self.placeholders = placeholders
         self.doc = loaded.data
         self.loaded = loaded
         self.file = pipeline_file
@@ -116,6 +120,10 @@ class _Resolver:
                 raise UsageError(f"unknown param '{name}' given with -p", hint=hint)
             values[name] = coerce_param(name, declared[name].get("type"), raw)
         for name, spec in declared.items():
+            if name not in values and self.placeholders:
+                # Checking the file needs no values: a stand-in of the right type will do.
+                values[name] = PLACEHOLDERS.get(spec.get("type"), f"<{name}>")
+                continue
             if name not in values:
                 raise UsageError(f"param '{name}' has no default and no value",
                                  hint=f"pass it: amelia run -p {name}=VALUE")
@@ -439,5 +447,8 @@ class _Resolver:
 
 
 def resolve(loaded: Loaded, pipeline_file: str, overrides: dict, digest: str, sources: tuple,
-            root: str | None = None, model_overrides: dict | None = None) -> Pipeline:
-    return _Resolver(loaded, pipeline_file, overrides, root, model_overrides).resolve(digest, sources)
+            root: str | None = None, model_overrides: dict | None = None,
+            placeholders: bool = False) -> Pipeline:
+    """placeholders: params without a value get a stand-in (for checking, never running)."""
+    return _Resolver(loaded, pipeline_file, overrides, root, model_overrides,
+                     placeholders).resolve(digest, sources)

@@ -606,3 +606,16 @@ def test_root_defaults_to_the_git_work_tree(tmp_path):
 def test_root_defaults_to_the_files_directory(tmp_path):
     p = resolve_text(tmp_path, "amelia: 1\nsteps:\n  a: {run: x}\n", root_arg=False)
     assert p.root == str(tmp_path)
+
+
+def test_checking_a_file_needs_no_param_values(tmp_path):
+    """validate/graph: params without a value get a stand-in of their type; run still needs one."""
+    from amelia import api
+
+    (tmp_path / "amelia.yaml").write_text(
+        "amelia: 1\nparams:\n  goal: {type: string}\n  n: {type: integer}\n"
+        "steps:\n  a: {run: echo, output: 'out/${{ params.goal }}.txt'}\n")
+    pipeline = api.validate(str(tmp_path / "amelia.yaml"))
+    assert pipeline.params == {"goal": "<goal>", "n": 0}
+    assert pipeline.steps[0].outputs == ("out/<goal>.txt",)
+    assert api.validate(str(tmp_path / "amelia.yaml"), (("goal", "x"),)).params["goal"] == "x"

@@ -169,3 +169,20 @@ def test_schema_command_prints_the_schema(project):
     with open(schema_path(), encoding="utf-8") as f:
         assert proc.stdout == f.read()
     assert json.loads(proc.stdout) == load_schema()
+
+
+def test_validate_and_graph_need_no_param_values_but_run_does(project):
+    project.pipeline("""\
+        amelia: 1
+        params:
+          goal: {type: string}
+        steps:
+          a:
+            run: echo "${{ params.goal }}"
+        """)
+    assert project.run("validate", check=0).stdout == "amelia.yaml: ok (1 steps)\n"
+    assert "a  run" in project.run("graph", check=0).stdout
+    r = project.run("run")
+    assert r.returncode == 2
+    assert r.stderr == ("error: param 'goal' has no default and no value\n"
+                        "  hint: pass it: amelia run -p goal=VALUE\n")
