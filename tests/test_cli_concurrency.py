@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -177,6 +178,8 @@ def test_kill_9_then_rerun_same_definition(project):
     # so the next run must still run the step rather than trust that file.
     r = project.run("run", check=0)
     assert "1 ran, 1 cached" in r.stdout
+    runs = json.loads(project.run("runs", "--json", check=0).stdout)
+    assert [r["status"] for r in runs] == ["ok", "died"]
     r = project.run("run", check=0)
     assert "0 ran, 2 cached" in r.stdout
     assert project.run("cache", "verify", check=0).stdout.startswith("cache verify:")

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 
 SCHEMA_VERSION = 2  # 2: usage table
 
@@ -56,15 +57,21 @@ class StateDB:
     def close(self) -> None:
         self.conn.close()
 
-    def _write(self, sql: str, rows) -> None:
+    @contextmanager
+    def transaction(self):
+        """One writer transaction on the shared connection: all of it or none of it."""
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                self.conn.executemany(sql, rows)
+                yield self.conn
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
+
+    def _write(self, sql: str, rows) -> None:
+        with self.transaction() as conn:
+            conn.executemany(sql, rows)
 
     # -- file-state memo -----------------------------------------------------------
     def file_states(self) -> dict:
@@ -87,11 +94,10 @@ class StateDB:
 
     def save_pipeline(self, digest: str, data: str) -> None:
         # Keep the few most recent: param overrides make several live at once.
-        with self.lock:
-            self._write("INSERT OR REPLACE INTO pipelines VALUES (?,?,?)", [(digest, data, time.time())])
-            self.conn.execute(
-                "DELETE FROM pipelines WHERE digest NOT IN "
-                "(SELECT digest FROM pipelines ORDER BY created DESC LIMIT 20)")
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO pipelines VALUES (?,?,?)", (digest, data, time.time()))
+            conn.execute("DELETE FROM pipelines WHERE digest NOT IN "
+                         "(SELECT digest FROM pipelines ORDER BY created DESC LIMIT 20)")
 
     # -- step records --------------------------------------------------------------
     def record_heads(self, steps) -> dict:
@@ -135,22 +141,20 @@ class StateDB:
 
     # -- runs ----------------------------------------------------------------------
     def start_run(self, run_id: str, pipeline: str, file: str, argv: list) -> None:
-        self._write("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
-                    [(run_id, pipeline, file, time.time(), None, "running", json.dumps(argv), None)])
+        """Record a run as running. The caller holds the project lock, so a run still
+        marked running is one whose process died (kill -9, power loss): say so."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE runs SET status='died' WHERE status='running'")
+            conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                         (run_id, pipeline, file, time.time(), None, "running", json.dumps(argv), None))
 
     def finish_run(self, run_id: str, status: str, summary: dict, steps: list, events: list) -> None:
         """The run's outcome, its steps and its events, in one transaction."""
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.executemany("INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?)", steps)
-                self.conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)", events)
-                self.conn.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
-                                  (time.time(), status, json.dumps(summary), run_id))
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?)", steps)
+            conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)", events)
+            conn.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+                         (time.time(), status, json.dumps(summary), run_id))
 
     # -- model usage -------------------------------------------------------------------
     def add_usage(self, row: tuple) -> None:
