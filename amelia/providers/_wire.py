@@ -66,6 +66,8 @@ class SDKProvider(ProviderBase):
     """
 
     default_model = ""
+    sdk = None  # the vendor SDK module
+    api_name = ""  # how messages name the vendor's API when no base_url is set
 
     def __init__(self, config, env):
         super().__init__(config, env)
@@ -137,6 +139,50 @@ class SDKProvider(ProviderBase):
                                  retry_after=retry_after_seconds(headers), status=status)
         return ProviderError(self._scrub(f"{who}: the request was rejected ({status}){detail}"),
                              status=status)
+
+    def items(self, stream):
+        """The stream's events; a failure while reading it becomes a ProviderError (an
+        exception from on_text, raised in the caller's loop, passes through untouched)."""
+        it = iter(stream)
+        errors = transport_errors(self.sdk)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except errors as e:
+                raise self.error(e) from None
+            yield item
+
+    def status_of(self, e) -> int:
+        """The HTTP status an SDK status error stands for."""
+        return e.status_code
+
+    def error(self, e: Exception) -> ProviderError:
+        """Any failure of a call or its stream as one attempt's ProviderError."""
+        sdk = self.sdk
+        who = self._who()
+        where = self.config.base_url or self.api_name
+        if isinstance(e, sdk.APITimeoutError) or "Timeout" in type(e).__name__:
+            return ProviderError(f"{who}: no answer from {where} within "
+                                 f"{self.config.timeout:g} s (timeout)", retryable=True)
+        if isinstance(e, sdk.APIStatusError):
+            return self.status_error(self.status_of(e), body_message(e.body),
+                                     getattr(e.response, "headers", None))
+        if isinstance(e, sdk.APIConnectionError):
+            cause = e.__cause__ or e.__context__
+            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
+            return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
+                                             f"broke{detail}"), retryable=True)
+        if isinstance(e, sdk.APIError):  # an error event inside the stream
+            return ProviderError(self._scrub(f"{who}: the server reported an error mid-answer: "
+                                             f"{clip(body_message(e.body) or e.message)}"),
+                                 retryable=True)
+        if isinstance(e, ValueError):
+            return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
+                                             f"{clip(str(e))}"), retryable=True)
+        return ProviderError(self._scrub(f"{who}: the connection broke: "
+                                         f"{type(e).__name__}: {clip(str(e))}"), retryable=True)
 
 
 def transport_errors(sdk) -> tuple:

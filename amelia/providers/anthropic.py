@@ -19,7 +19,7 @@ import json
 
 import anthropic as sdk
 
-from ._wire import SDKProvider, body_message, clip, object_schema, transport_errors
+from ._wire import SDKProvider, object_schema, transport_errors
 from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -38,6 +38,8 @@ ERROR_TYPE_STATUS = {"invalid_request_error": 400, "authentication_error": 401,
 
 class Provider(SDKProvider):
     default_model = DEFAULT_MODEL
+    sdk = sdk
+    api_name = "the Anthropic API"
     name = "anthropic"
 
     def make_client(self, **kwargs):
@@ -85,9 +87,9 @@ class Provider(SDKProvider):
         try:
             stream = client.messages.create(**params)
         except transport_errors(sdk) as e:
-            raise self._error(e) from None
+            raise self.error(e) from None
         with stream:
-            for event in self._events(stream):
+            for event in self.items(stream):
                 kind = event.type
                 if kind == "message_start":
                     model = event.message.model or model
@@ -129,19 +131,6 @@ class Provider(SDKProvider):
         return Completion(text=text, usage=usage, model=model or self.model,
                           stop_reason=stop_reason or "")
 
-    def _events(self, stream):
-        """The stream's events; a failure while reading it becomes a ProviderError (but an
-        exception from on_text, raised in the caller's loop, passes through untouched)."""
-        it = iter(stream)
-        while True:
-            try:
-                event = next(it)
-            except StopIteration:
-                return
-            except transport_errors(sdk) as e:
-                raise self._error(e) from None
-            yield event
-
     def _structured_text(self, schema, blocks, text: str, stop_reason: str) -> str:
         tool = next((b for _, b in sorted(blocks.items())
                      if b["type"] == "tool_use" and b["name"] == TOOL), None)
@@ -165,31 +154,11 @@ class Provider(SDKProvider):
 
     # -- errors ------------------------------------------------------------------------
 
-    def _error(self, e: Exception) -> ProviderError:
-        who = self._who()
-        where = self.config.base_url or "the Anthropic API"
-        if isinstance(e, sdk.APITimeoutError) or "Timeout" in type(e).__name__:
-            return ProviderError(f"{who}: no answer from {where} within "
-                                 f"{self.config.timeout:g} s (timeout)", retryable=True)
-        if isinstance(e, sdk.APIStatusError):
-            status = e.status_code
-            etype = _body_error_type(e.body)
-            if status < 400:  # an error event inside a 200 stream
-                status = ERROR_TYPE_STATUS.get(etype, 500)
-            return self.status_error(status, body_message(e.body),
-                                      getattr(e.response, "headers", None))
-        if isinstance(e, sdk.APIConnectionError):
-            cause = e.__cause__ or e.__context__
-            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
-            return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
-                                             f"broke{detail}"), retryable=True)
-        if isinstance(e, ValueError):
-            return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
-                                             f"{clip(str(e))}"), retryable=True)
-        if isinstance(e, sdk.APIError):
-            return ProviderError(self._scrub(f"{who}: {clip(str(e))}"), retryable=True)
-        return ProviderError(self._scrub(f"{who}: the connection broke ({type(e).__name__}: "
-                                         f"{clip(str(e))})"), retryable=True)
+    def status_of(self, e) -> int:
+        """An error event inside a 200 stream carries its kind in the body, not a status."""
+        if e.status_code < 400:
+            return ERROR_TYPE_STATUS.get(_body_error_type(e.body), 500)
+        return e.status_code
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 
 import openai as sdk
 
-from ._wire import SDKProvider, body_message, clip, object_schema, transport_errors
+from ._wire import SDKProvider, clip, object_schema, transport_errors
 from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "gpt-5.4-mini"
@@ -23,6 +23,8 @@ INCOMPLETE = "stream ended before the answer was complete"
 
 class Provider(SDKProvider):
     default_model = DEFAULT_MODEL
+    sdk = sdk
+    api_name = "the OpenAI API"
     name = "openai"
 
     def make_client(self, **kwargs):
@@ -70,9 +72,9 @@ class Provider(SDKProvider):
         try:
             stream = client.chat.completions.create(**params)
         except transport_errors(sdk) as e:
-            raise self._error(e) from None
+            raise self.error(e) from None
         with stream:
-            for chunk in self._chunks(stream):
+            for chunk in self.items(stream):
                 model = getattr(chunk, "model", None) or model
                 if getattr(chunk, "usage", None):
                     usage = chunk.usage
@@ -99,19 +101,6 @@ class Provider(SDKProvider):
         return Completion(text=text, usage=_usage(usage), model=model or self.model,
                           stop_reason=finish)
 
-    def _chunks(self, stream):
-        """The stream's chunks; a failure while reading it becomes a ProviderError (but an
-        exception from on_text, raised in the caller's loop, passes through untouched)."""
-        it = iter(stream)
-        while True:
-            try:
-                chunk = next(it)
-            except StopIteration:
-                return
-            except transport_errors(sdk) as e:
-                raise self._error(e) from None
-            yield chunk
-
     def _structured_text(self, schema: dict, text: str, finish: str) -> str:
         try:
             obj = json.loads(text)
@@ -126,32 +115,6 @@ class Provider(SDKProvider):
         if wrapped and isinstance(obj, dict) and "value" in obj:
             return json.dumps(obj["value"], ensure_ascii=False)
         return text
-
-    # -- errors ------------------------------------------------------------------------
-
-    def _error(self, e: Exception) -> ProviderError:
-        who = self._who()
-        where = self.config.base_url or "the OpenAI API"
-        if isinstance(e, sdk.APITimeoutError) or "Timeout" in type(e).__name__:
-            return ProviderError(f"{who}: no answer from {where} within "
-                                 f"{self.config.timeout:g} s (timeout)", retryable=True)
-        if isinstance(e, sdk.APIStatusError):
-            return self.status_error(e.status_code, body_message(e.body),
-                                      getattr(e.response, "headers", None))
-        if isinstance(e, sdk.APIConnectionError):
-            cause = e.__cause__ or e.__context__
-            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
-            return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
-                                             f"broke{detail}"), retryable=True)
-        if isinstance(e, sdk.APIError):  # an error event inside the stream
-            return ProviderError(self._scrub(f"{who}: the server reported an error mid-answer: "
-                                             f"{clip(body_message(e.body) or e.message)}"),
-                                 retryable=True)
-        if isinstance(e, ValueError):
-            return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
-                                             f"{clip(str(e))}"), retryable=True)
-        return ProviderError(self._scrub(f"{who}: the connection broke: "
-                                         f"{type(e).__name__}: {clip(str(e))}"), retryable=True)
 
 
 # -- helpers -------------------------------------------------------------------------------
