@@ -166,8 +166,22 @@ def validate(file: str | None, params=(), models=()) -> Pipeline:
     return resolve_file(path, _overrides(params, models), placeholders=True)
 
 
+class PreviousMaterial:
+    """step → the key material of its last good result, read from the store on first use
+    (only steps that run are explained, so a no-op reads none)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.cache: dict = {}
+
+    def get(self, step: str, default=None):
+        if step not in self.cache:
+            self.cache[step] = self.store.state.latest_detail(step)
+        return self.cache[step] if self.cache[step] is not None else default
+
+
 def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
-    """Fingerprint every selected step and decide; returns (Plan, FileStates)."""
+    """Fingerprint every selected step and decide; returns (Plan, FileStates, previous)."""
     from . import planner
     from .fingerprint import FileStates, fingerprint
 
@@ -183,21 +197,9 @@ def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
     fps = {s.id: fingerprint(s, states, pipeline) for s in pipeline.steps
            if selected is None or s.id in selected}
     records = store.state.record_heads(fps)
-    plan = planner.plan(pipeline, fps, records, frozenset(force), force_all, selected)
-    return plan, states
-
-
-def explained(plan, store):
-    """The plan with a reason on every step that runs (read from the last good record)."""
-    from .planner import RUN, Decision, explain
-
-    out = []
-    for d in plan.decisions:
-        if d.action == RUN and not d.reasons:
-            d = Decision(d.step, d.action, explain(d.material, store.state.latest_detail(d.step)),
-                         d.key, d.material, d.outputs, d.restore)
-        out.append(d)
-    return out
+    previous = PreviousMaterial(store)
+    plan = planner.plan(pipeline, fps, records, frozenset(force), force_all, selected, previous)
+    return plan, states, previous
 
 
 def new_run_id() -> str:
@@ -217,24 +219,32 @@ def run(opts: RunOptions, out=None) -> dict:
         if opts.dry_run or opts.check:
             return _show_plan(pipeline, store, opts, out)
         store.lock.acquire(wait=opts.wait)
-        plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
+        plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
         if not (opts.json or opts.verbose) and all(
                 d.action == "cached" and not d.restore for d in plan.decisions):
             return _record_noop(pipeline, store, plan, states, opts, out, t0)
         _check_keys(pipeline, plan)
-        return _execute(pipeline, store, plan, states, opts, out)
+        return _execute(pipeline, store, plan, states, previous, opts, out)
     finally:
         store.close()
 
 
 def _show_plan(pipeline, store, opts, out) -> dict:
     """`plan`, `run --dry-run`, `run --check`: say what would run and why; run nothing."""
-    plan, states = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
-    decisions = explained(plan, store)
+    plan, states, _ = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
+    decisions = list(plan.decisions)
     store.state.save_file_states(states.updates)
     from .render import plan_json, plan_text
 
     out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
+    out.flush()
+    if plan.errors():
+        from .errors import PlanError
+        from .reasons import word
+
+        bad = plan.errors()
+        raise PlanError("; ".join(f"step '{d.step}' cannot run: {word(d.reasons)}" for d in bad),
+                        hint="create the file, fix the path in `inputs`, or add the step that writes it")
     if opts.check and plan.stale():
         n = len(plan.stale())
         raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
@@ -242,11 +252,11 @@ def _show_plan(pipeline, store, opts, out) -> dict:
     return {"status": "ok", "plan": decisions}
 
 
-def _execute(pipeline, store, plan, states, opts, out) -> dict:
+def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
     """Run the plan with the reporters the options ask for; record it."""
     from . import events as ev
     from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
-    from .runner import Runner
+    from .scheduler import Scheduler
 
     run_id = new_run_id()
     bus = ev.Bus()
@@ -261,14 +271,16 @@ def _execute(pipeline, store, plan, states, opts, out) -> dict:
         bus.subscribe(PlainReporter(out, opts.verbose))
     bus.subscribe(LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log")))
     jobs = opts.jobs or os.cpu_count() or 1
-    result = Runner(pipeline, plan, store, states, bus, run_id, jobs,
-                    frozenset(opts.force), opts.force_all).run()
+    scheduler = Scheduler(pipeline, plan, store, states, bus, run_id, jobs,
+                          frozenset(opts.force), opts.force_all, previous)
+    with stop_signals(scheduler.interrupt):
+        result = scheduler.run()
     store.state.save_file_states(states.updates)
     result["run_id"] = run_id
     if result["status"] == "interrupted":
         from .errors import Interrupted
 
-        raise Interrupted("interrupted")
+        raise Interrupted.by_signal(result["signal"])
     if result["status"] == "failed":
         n = result["counts"]["failed"]
         raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
@@ -276,17 +288,16 @@ def _execute(pipeline, store, plan, states, opts, out) -> dict:
 
 
 def _check_keys(pipeline: Pipeline, plan) -> None:
-    """Every model a step that may run needs has its key, before any step runs."""
+    """Every model a step that may run calls has its key, before any step runs."""
     from .planner import CACHED
+    from .steps import models
 
     by_id = pipeline.by_id()
     needed: dict = {}  # ModelConfig → the steps that use it
     for d in plan.decisions:
-        step = by_id[d.step]
-        if d.action != CACHED and step.kind == "agent":
-            from .providers import ModelConfig
-
-            needed.setdefault(ModelConfig(**step.config["model"]), []).append(d.step)
+        if d.action != CACHED:
+            for config in models(by_id[d.step]):
+                needed.setdefault(config, []).append(d.step)
     if not needed:
         return
     from .errors import EnvironmentProblem
@@ -318,6 +329,33 @@ def _record_noop(pipeline, store, plan, states, opts, out, started: float) -> di
     store.state.save_file_states(states.updates)
     out.write(summary_line("ok", counts, duration, run_id) + "\n")
     return {"status": "ok", "counts": counts, "run_id": run_id}
+
+
+class stop_signals:
+    """SIGINT and SIGTERM call `handler(signum)` instead of raising, while a run executes
+    (the scheduler stops its steps and the run ends as interrupted). Main thread only."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.saved: dict = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self.saved[sig] = signal.signal(sig, lambda signum, _frame: self.handler(signum))
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
 
 
 def _is_tty(stream) -> bool:

@@ -146,7 +146,7 @@ def _history_store(file):
 
 
 def _find_run(store, ref: str) -> str:
-    ids = store.state.run_ids()
+    ids = store.history.run_ids()
     if ref == "last":
         if not ids:
             raise UsageError("no runs yet", hint="run `amelia run` first")
@@ -170,8 +170,8 @@ def runs(ctx, file, limit, json_):
 
     def go():
         store = _history_store(file)
-        rows = store.state.runs(limit)
-        totals = store.state.usage_totals(r["id"] for r in rows)
+        rows = store.history.runs(limit)
+        totals = store.history.usage_totals(r["id"] for r in rows)
         for r in rows:
             r["usage"] = totals.get(r["id"])
         click.echo(to_json(rows) if json_ else runs_text(rows), nl=False)
@@ -190,8 +190,8 @@ def show(ctx, run_ref, file, json_):
 
     def go():
         store = _history_store(file)
-        run_ = store.state.run(_find_run(store, run_ref))
-        run_["usage"] = store.state.usage_by_step(run_["id"])
+        run_ = store.history.run(_find_run(store, run_ref))
+        run_["usage"] = store.history.usage_by_step(run_["id"])
         for s in run_["steps"]:
             s["usage"] = run_["usage"].get(s["step"])
         click.echo(to_json(run_) if json_ else show_text(run_), nl=False)

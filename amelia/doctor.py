@@ -113,13 +113,17 @@ def local_model(cfg, root: str) -> Check:
 
 
 def store(root: str) -> list:
+    from .errors import EnvironmentProblem
     from .store import STORE_DIR, Store, exists
 
     if not exists(root):
         return [Check("store", OK, f"no {STORE_DIR}/ yet at {root}")]
-    s = Store(root)
     try:
-        integrity = s.state.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        s = Store(root)
+    except EnvironmentProblem as e:
+        return [Check("state.db", FAIL, e.message)]
+    try:
+        integrity = s.integrity()
         bad = s.objects.verify()
         n = sum(1 for _ in s.objects.iter_objects())
     finally:

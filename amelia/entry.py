@@ -104,9 +104,9 @@ def run_command(fields: dict, command: str, argv: list) -> int:
         from .api import report_error
 
         return report_error(e, as_json=fields.get("json", False) and not _printed_events(e))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # before or after the run's own handlers
         sys.stderr.write("amelia: interrupted\n")
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def _printed_events(e) -> bool:
@@ -131,7 +131,19 @@ def exit_now(code: int) -> None:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a run's execution: unwind like Ctrl-C (locks released), exit 143."""
+
+
+def _terminate(_signum, _frame):
+    raise Terminated()
+
+
 def main(argv: list | None = None) -> None:
+    import signal
+
+    if argv is None:
+        signal.signal(signal.SIGTERM, _terminate)
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in ("run", "plan"):
         fields = fast_parse(args[1:])

@@ -12,7 +12,8 @@ EXIT_STEP_FAILED = 1
 EXIT_INVALID = 2
 EXIT_STALE = 3
 EXIT_ENVIRONMENT = 4
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C); 128 + the signal's number, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,20 @@ class StepsFailed(AmeliaError):
     exit_code = EXIT_STEP_FAILED
 
 
+class PlanError(AmeliaError):
+    """`plan` / `run --dry-run`: a step cannot run as declared (an input nothing provides)."""
+
+
 class Interrupted(AmeliaError):
     exit_code = EXIT_INTERRUPTED
+
+    @classmethod
+    def by_signal(cls, signum: int) -> "Interrupted":
+        import signal
+
+        e = cls("interrupted" if signum != signal.SIGTERM else "terminated")
+        e.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+        return e
 
 
 def raise_all(errors: list[AmeliaError]) -> None:

@@ -27,20 +27,20 @@ class Event:
 class RunStarted(Event):
     pipeline: str
     file: str
-    steps: tuple  # (step id, planned action, reasons)
+    steps: tuple  # (step id, planned action, reasons: tuple of reasons.Reason)
     jobs: int
 
 
 @dataclass(frozen=True)
 class StepStarted(Event):
     step: str
-    reasons: tuple = ()
+    reasons: tuple = ()  # reasons.Reason
 
 
 @dataclass(frozen=True)
 class StepCached(Event):
     step: str
-    reasons: tuple = ()  # e.g. "restore build/a.txt", "upstream re-ran, outputs unchanged"
+    reasons: tuple = ()  # reasons.Reason: output_missing (restored), upstream_unchanged
     key: str = ""
 
 
@@ -69,6 +69,15 @@ class StepSkipped(Event):
 
 
 @dataclass(frozen=True)
+class StepCancelled(Event):
+    """A running or ready step stopped on request (Ctrl-C, SIGTERM, `watch`)."""
+
+    step: str
+    reason: str = "cancelled"
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
 class StepProgress(Event):
     step: str
     message: str
@@ -92,7 +101,7 @@ class ModelCalled(Event):
 
 @dataclass(frozen=True)
 class RunFinished(Event):
-    status: str  # ok | failed | interrupted
+    status: str  # ok | failed | cancelled | interrupted
     counts: dict
     duration: float
 

@@ -1,4 +1,4 @@
-"""What a step's result depends on, read from disk cheaply, and its cache key.
+"""What a step's result depends on, read from disk cheaply (its key is keys.py's).
 
 File hashes are memoized by (size, mtime_ns, inode), as git's index does, so an
 unchanged tree is stat'ed, not read. A file modified moments ago is not memoized
@@ -7,13 +7,13 @@ unchanged tree is stat'ed, not read. A file modified moments ago is not memoized
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 
 from . import paths
-from .spec import CACHE_FORMAT_VERSION, Pipeline, Step, canonical_json
+from .keys import CACHE_FORMAT_VERSION, cache_key, key_material  # noqa: F401  (keys.py's; kept importable here)
+from .spec import Pipeline, Step
 from .store.objects import hash_file, tree_digest
 
 RACY_NS = 100_000_000  # 0.1 s
@@ -126,26 +126,3 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline) -> Fingerpri
     outputs = {o: states.hash(o.rstrip("/")) for o in step.outputs}
     return Fingerprint(inputs, made_by, outputs, tuple(missing))
 
-
-def key_material(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict) -> dict:
-    """Everything that can change the step's result (DESIGN §3), as plain data.
-
-    upstream: step id → {output path: hash} for every step in step.data_needs.
-    """
-    inputs = {}
-    for path, digest in fp.inputs.items():
-        if digest is None:
-            digest = upstream[fp.produced_by[path]].get(path)
-        inputs[path] = digest
-    return {
-        "v": CACHE_FORMAT_VERSION,
-        "kind": step.kind,
-        "definition": step.definition,
-        "inputs": inputs,
-        "upstream": {d: upstream[d] for d in step.data_needs},
-        "env_names": sorted(v.env for v in step.vars if v.ref.startswith("env.")),
-    }
-
-
-def cache_key(material: dict) -> str:
-    return hashlib.sha256(canonical_json(material).encode()).hexdigest()

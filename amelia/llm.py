@@ -21,6 +21,18 @@ def _warm(provider) -> None:
         pass  # the call itself reports it, with retries where they apply
 
 
+def limit_key(config: ModelConfig) -> str:
+    """Calls to one model share one concurrency limit."""
+    return f"{config.name}|{config.provider}|{config.model}|{config.base_url or ''}"
+
+
+def concurrency(config: ModelConfig) -> int | None:
+    """How many calls to this model may run at once; None: as many as --jobs allows."""
+    if config.concurrency:
+        return config.concurrency
+    return 1 if config.provider == "local" else None  # local holds one model in memory
+
+
 class ModelSession:
     def __init__(self, root: str, emit_usage, jobs: int):
         from .providers.keys import load_env
@@ -40,18 +52,12 @@ class ModelSession:
                 self._providers[key] = provider_class(config.provider)(config, self.env)
             return self._providers[key]
 
-    def concurrency(self, config: ModelConfig) -> int | None:
-        if config.concurrency:
-            return config.concurrency
-        return 1 if config.provider == "local" else None  # remote: --jobs bounds it
-
     def call(self, step_id: str, config: ModelConfig, request: Request, on_text=None) -> Completion:
         from .providers import pricing, resilience
 
         provider = self._provider(config)
         breaker = resilience.breaker_for(resilience.breaker_key(config.provider, config.base_url))
-        limit_key = f"{config.name}|{config.provider}|{config.model}|{config.base_url or ''}"
-        with resilience.LIMITER.slot(limit_key, self.concurrency(config)):
+        with resilience.LIMITER.slot(limit_key(config), concurrency(config)):
             # A model load is a one-off cost of the run, not part of the call's latency.
             _warm(provider)
             result = resilience.call(provider, request, retries=config.retries, breaker=breaker,

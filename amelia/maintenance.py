@@ -1,4 +1,4 @@
-"""`amelia cache verify | gc | clear`."""
+"""`amelia cache verify | gc | clear`, through the store's interfaces (no SQL here)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def verify(store) -> Report:
     for digest in bad:
         store.objects.remove(digest)
     missing = 0  # record outputs that can no longer be restored (including those just dropped)
-    for _key, _step, outputs in store.state.all_record_outputs():
-        for digest in outputs.values():
+    for head in store.records.all_outputs():
+        for digest in head.outputs.values():
             if not store.objects.can_restore(digest):
                 missing += 1
     counts = {"objects checked": objects, "corrupt (removed)": len(bad), "missing": missing}
@@ -51,19 +51,16 @@ def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
     """
     current = {s.id for s in pipeline.steps}
     by_step: dict = {}
-    with store.state.lock:
-        rows = store.state.conn.execute(
-            "SELECT key, step, outputs FROM records ORDER BY created DESC").fetchall()
     drop = []
     live = set()
-    for key, step, outputs in rows:
+    for key, step, outputs in store.records.all_outputs():  # newest first
         kept = by_step.setdefault(step, [])
         if (step in current or not prune_other_steps) and len(kept) < keep:
             kept.append(key)
-            live.update(json.loads(outputs).values())
+            live.update(outputs.values())
         else:
             drop.append(key)
-    store.state.delete_records(drop)
+    store.records.delete(drop)
     referenced = set()
     for digest in live:
         if digest.startswith(TREE_PREFIX):
@@ -84,13 +81,12 @@ def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
     for name in old_logs:
         shutil.rmtree(os.path.join(logs, name), ignore_errors=True)
     # The file-state memo is read whole on every run: forget files that are gone.
-    gone = [p for p in store.state.file_states() if not os.path.lexists(os.path.join(store.root, p))]
-    store.state.delete_file_states(gone)
+    gone = [p for p in store.memo.load() if not os.path.lexists(os.path.join(store.root, p))]
+    store.memo.delete(gone)
     counts = {"records dropped": len(drop), "objects removed": removed, "log dirs removed": len(old_logs),
               "file states dropped": len(gone)}
     return Report("cache gc", counts)
 
 
 def clear(store) -> None:
-    store.state.clear()
-    shutil.rmtree(store.objects.dir, ignore_errors=True)
+    store.clear_cache()

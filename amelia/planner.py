@@ -1,15 +1,20 @@
 """PURE: (pipeline, fingerprints, records) → what each step will do, and why.
 
-No I/O here: the caller reads the disk (fingerprint) and the store (records) first.
-A step whose upstream will run is `blocked`: it is decided again when its upstream
-has finished, and stays cached if those outputs came out byte-identical.
+No I/O here: the caller reads the disk (fingerprint) and the store (records, and the
+last good key material of steps that run) first. `decide` is the one decision; the
+scheduler calls it when a step becomes ready, and `plan` is a dry pass of it over the
+whole graph. In a dry pass a step whose upstream will run cannot know its key yet: it
+is `blocked`, unless its own inputs, params or definition changed, which makes it `run`
+whatever its upstream produces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .fingerprint import Fingerprint, cache_key, key_material
+from .reasons import Reason, explain
 from .spec import Pipeline, Step
 
 RUN, CACHED, BLOCKED, ERROR = "run", "cached", "blocked", "error"
@@ -19,8 +24,8 @@ RUN, CACHED, BLOCKED, ERROR = "run", "cached", "blocked", "error"
 class Decision:
     step: str
     action: str  # run | cached | blocked | error
-    reasons: tuple = ()
-    key: str = ""
+    reasons: tuple = ()  # Reason
+    key: str = ""  # "" while an upstream has still to run
     material: dict | None = None  # the key's material, kept for the record
     outputs: dict | None = None  # cached: the recorded output hashes
     restore: tuple = ()  # cached: outputs to put back from the store
@@ -29,12 +34,16 @@ class Decision:
 @dataclass(frozen=True)
 class Plan:
     decisions: tuple  # Decision, in topological order
+    fingerprints: dict = field(default_factory=dict)  # step → Fingerprint it was decided on
 
     def by_step(self) -> dict:
         return {d.step: d for d in self.decisions}
 
     def stale(self) -> list:
         return [d for d in self.decisions if d.action != CACHED]
+
+    def errors(self) -> list:
+        return [d for d in self.decisions if d.action == ERROR]
 
     def counts(self) -> dict:
         out = {RUN: 0, CACHED: 0, BLOCKED: 0, ERROR: 0}
@@ -55,71 +64,72 @@ def selection(pipeline: Pipeline, only: tuple) -> set:
     return chosen
 
 
-def decide(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict, records: dict,
-           forced: bool) -> Decision:
-    """One step, with all of its upstream outputs known."""
+def _problems(step: Step, fp: Fingerprint) -> Decision | None:
     if fp.error:
-        return Decision(step.id, ERROR, (fp.error,))
+        return Decision(step.id, ERROR, (Reason("input_error", fp.error),))
     if fp.missing:
-        return Decision(step.id, ERROR, tuple(f"input '{m}' does not exist and no step writes it"
-                                              for m in fp.missing))
+        return Decision(step.id, ERROR, tuple(Reason("missing_input", m) for m in fp.missing))
+    return None
+
+
+def decide(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict, records: dict,
+           forced: bool, previous: Mapping | None = None) -> Decision:
+    """One step, with all of its upstream outputs known.
+
+    upstream: step → {output: hash} for the steps it reads; records: key → (step, outputs);
+    previous: step → the key material of its last good result (read only if it runs);
+    None when history is not known (no reasons are given then).
+    """
+    problem = _problems(step, fp)
+    if problem:
+        return problem
     material = key_material(pipeline, step, fp, upstream)
     key = cache_key(material)
     if forced:
-        return Decision(step.id, RUN, ("forced",), key, material)
+        return Decision(step.id, RUN, (Reason("forced"),), key, material)
     head = records.get(key)
     if head is None:
-        return Decision(step.id, RUN, (), key, material)  # reasons: see explain()
+        reasons = () if previous is None else explain(step, material, previous.get(step.id),
+                                                        frozenset(fp.produced_by))
+        return Decision(step.id, RUN, reasons, key, material)
     outputs = head[1]
     restore = tuple(p for p, h in outputs.items() if fp.outputs.get(p) != h)
-    reasons = tuple(f"restore {p}" for p in restore)
+    reasons = tuple(Reason("output_missing", p) for p in restore)
     return Decision(step.id, CACHED, reasons, key, material, outputs, restore)
 
 
+def _waiting(pipeline: Pipeline, step: Step, fp: Fingerprint, waiting: list, forced: bool,
+             previous: Mapping | None) -> Decision:
+    """A step whose upstream will run first: run (its own changes say so) or blocked."""
+    problem = _problems(step, fp)
+    if problem:
+        return problem
+    if forced:
+        return Decision(step.id, RUN, (Reason("forced"),))
+    if previous is None:
+        return Decision(step.id, BLOCKED, tuple(Reason("after", d) for d in waiting))
+    partial = key_material(pipeline, step, fp, {d: {} for d in step.data_needs})
+    own = explain(step, partial, previous.get(step.id), frozenset(fp.produced_by), upstream_known=False)
+    if own:
+        return Decision(step.id, RUN, own)
+    return Decision(step.id, BLOCKED, tuple(Reason("after", d) for d in waiting))
+
+
 def plan(pipeline: Pipeline, fingerprints: dict, records: dict, force: frozenset = frozenset(),
-         force_all: bool = False, selected: set | None = None) -> Plan:
+         force_all: bool = False, selected: set | None = None, previous: Mapping | None = None) -> Plan:
     decisions: dict[str, Decision] = {}
     known: dict[str, dict] = {}  # step → output hashes, for steps that stay cached
     for step in pipeline.steps:
         if selected is not None and step.id not in selected:
             continue
+        forced = force_all or step.id in force
         waiting = [d for d in step.needs if d in decisions and decisions[d].action != CACHED]
+        fp = fingerprints[step.id]
         if waiting:
-            decisions[step.id] = Decision(step.id, BLOCKED, tuple(f"after {d}" for d in waiting))
-            continue
-        d = decide(pipeline, step, fingerprints[step.id], known, records,
-                   force_all or step.id in force)
+            d = _waiting(pipeline, step, fp, waiting, forced, previous)
+        else:
+            d = decide(pipeline, step, fp, known, records, forced, previous)
         decisions[step.id] = d
         if d.action == CACHED:
             known[step.id] = d.outputs
-    return Plan(tuple(decisions.values()))
-
-
-def explain(material: dict, previous: dict | None, limit: int = 3) -> tuple:
-    """Why a key has no record: what differs from the step's last good result."""
-    if previous is None:
-        return ("new step",)
-    if previous.get("v") != material["v"]:
-        return ("cache format changed",)
-    reasons = []
-    if previous.get("kind") != material["kind"] or previous.get("definition") != material["definition"]:
-        reasons.append("definition changed")
-    old, new = previous.get("inputs", {}), material["inputs"]
-    changed = [p for p in new if p in old and old[p] != new[p]]
-    added = [p for p in new if p not in old]
-    removed = [p for p in old if p not in new]
-    upstream_changed = [d for d, outs in material["upstream"].items()
-                        if previous.get("upstream", {}).get(d) != outs]
-    produced = {p for outs in material["upstream"].values() for p in outs}
-    for label, items in (("changed", changed), ("added", added), ("removed", removed)):
-        items = [p for p in items if p not in produced and not any(
-            p.startswith(o) for o in produced if o.endswith("/"))]
-        for p in items[:limit]:
-            reasons.append(f"input {p} {label}")
-        if len(items) > limit:
-            reasons.append(f"{len(items) - limit} more inputs {label}")
-    for d in upstream_changed:
-        reasons.append(f"upstream {d} changed")
-    if previous.get("env_names") != material["env_names"]:
-        reasons.append("env vars changed")
-    return tuple(reasons) or ("no cached result for these inputs",)
+    return Plan(tuple(decisions.values()), dict(fingerprints))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+from .reasons import word
+
 
 def plan_text(pipeline, decisions) -> str:
     if not decisions:
@@ -14,7 +16,7 @@ def plan_text(pipeline, decisions) -> str:
     counts: dict = {}
     for d in decisions:
         counts[d.action] = counts.get(d.action, 0) + 1
-        why = "; ".join(d.reasons)
+        why = word(d.reasons)
         lines.append(f"{d.action:<7} {d.step:<{width}}  {why}".rstrip())
     order = ("run", "blocked", "cached", "error")
     summary = ", ".join(f"{counts[a]} {a}" for a in order if counts.get(a))
@@ -28,8 +30,8 @@ def plan_json(pipeline, decisions) -> str:
     doc = {
         "pipeline": pipeline.name,
         "file": pipeline.file,
-        "steps": [{"step": d.step, "action": d.action, "reasons": list(d.reasons), "key": d.key or None}
-                  for d in decisions],
+        "steps": [{"step": d.step, "action": d.action, "reasons": [r.to_dict() for r in d.reasons],
+                   "key": d.key or None} for d in decisions],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -44,7 +46,10 @@ def summary_line(status: str, counts: dict, duration: float, run_id: str) -> str
         parts.append(f"{counts['failed']} failed")
     if counts.get("skipped"):
         parts.append(f"{counts['skipped']} skipped")
-    verdict = {"ok": "done", "failed": "FAILED", "interrupted": "interrupted"}[status]
+    if counts.get("cancelled"):
+        parts.append(f"{counts['cancelled']} stopped")
+    verdict = {"ok": "done", "failed": "FAILED", "interrupted": "interrupted",
+               "cancelled": "cancelled"}[status]
     return f"amelia: {verdict}: {', '.join(parts)} in {fmt_seconds(duration)} (run {run_id})"
 
 
@@ -71,7 +76,7 @@ def _cost(u) -> str:
 
 
 def runs_text(runs) -> str:
-    """runs: dicts from StateDB.runs, each with a "usage" total (or None)."""
+    """runs: dicts from store.history.runs, each with a "usage" total (or None)."""
     if not runs:
         return "no runs yet\n"
     lines = [f"{'RUN':<22} {'STARTED':<19} {'STATUS':<11} {'TIME':>8} {'TOKENS IN/OUT':>14} "
@@ -86,7 +91,7 @@ def runs_text(runs) -> str:
 
 
 def show_text(run) -> str:
-    """run: StateDB.run with "usage" (step → totals) attached."""
+    """run: store.history.run with "usage" (step → totals) attached."""
     usage = run.get("usage") or {}
     total_in = sum(u["input_tokens"] or 0 for u in usage.values())
     total_out = sum(u["output_tokens"] or 0 for u in usage.values())

@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict
 
 from .errors import Location, did_you_mean
-from .providers import ModelConfig
+from .model_config import ModelConfig
 
 DEFAULT_MODEL = {"provider": "local"}  # `default` when the file declares none: offline
 DEFAULT_REPAIRS = 2
@@ -79,10 +79,16 @@ def file_location(file: str, text: str, offset: int, key_path: str = "") -> Loca
 
 
 class AgentResolution:
-    """One agent step's persona, model, prompt and schema; errors go to `err`."""
+    """One agent step's persona, model, prompt and schema; errors go to `err`.
 
-    def __init__(self, resolver, sid: str, data: dict):
-        self.r = resolver
+    doc: the step's resolve.document.Document (its `agents:` and models); root: the
+    project root, where prompt and schema files are read; sid: the step's id in doc.
+    """
+
+    def __init__(self, doc, root: str, err, sid: str, data: dict):
+        self.doc = doc
+        self.root = root
+        self.err = err
         self.sid = sid
         self.data = data
         self.base = ("steps", sid)
@@ -92,12 +98,11 @@ class AgentResolution:
 
     def _err(self, message, path, hint=""):
         self.ok = False
-        self.r.err(message, path, hint)
+        self.err(message, path, hint)
 
     def resolve(self) -> dict | None:
-        doc = self.r.doc
         agent = self.data["agent"]
-        agents = doc.get("agents") or {}
+        agents = self.doc.data.get("agents") or {}
         if isinstance(agent, str):
             if agent not in agents:
                 self._err(f"unknown agent '{agent}'", self.base + ("agent",),
@@ -110,9 +115,6 @@ class AgentResolution:
         if "output" not in self.data:
             self._err(f"agent step '{self.sid}' has no `output:` file", self.base,
                       "the answer is written to `output:`, e.g. output: build/answer.md")
-        if "context" in self.data:
-            self._err("`context:` (retrieval) is not available in this version of amelia",
-                      self.base + ("context",), "put the text the agent needs in `inputs` and the prompt")
         model = self._model(self.data.get("model", persona.get("model", "default")),
                             self.base + ("model",) if "model" in self.data else persona_path + ("model",))
         system = persona.get("system", "")
@@ -136,7 +138,7 @@ class AgentResolution:
     def _model(self, ref, path) -> ModelConfig | None:
         if isinstance(ref, dict):
             return _config("<inline>", ref)
-        models = self.r.models
+        models = self.doc.models
         if ref not in models:
             self._err(f"unknown model '{ref}'", path,
                       did_you_mean(ref, models) or f"models are: {', '.join(models)}")
@@ -150,7 +152,7 @@ class AgentResolution:
             self.texts.append((text, path, None))
             return text
         rel = text.strip()
-        content, sha = read_text_file(self.r.root, rel)
+        content, sha = read_text_file(self.root, rel)
         if content is None:
             self._err(f"prompt {sha}", path, "give a prompt file relative to the project root, "
                       "or write the prompt inline with `prompt: |`")
@@ -165,7 +167,7 @@ class AgentResolution:
         value = self.data["schema"]
         path = self.base + ("schema",)
         if isinstance(value, str):
-            content, sha = read_text_file(self.r.root, value.strip())
+            content, sha = read_text_file(self.root, value.strip())
             if content is None:
                 self._err(f"schema {sha}", path, "give a JSON Schema file, or the schema inline")
                 return None

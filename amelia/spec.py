@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-# Bump when the meaning of a cache key changes: every step then re-runs once.
-CACHE_FORMAT_VERSION = 1
-# Bump when Pipeline's shape changes: cached resolved pipelines are then ignored.
-SPEC_FORMAT_VERSION = 2
+# What a cache key covers is defined in keys.py; these names stay importable from here.
+from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa: F401
 
-# Fields of a step that change nothing it produces; they stay out of its cache key.
-COSMETIC_FIELDS = ("description", "needs", "timeout", "approve")
+# Bump when Pipeline's shape, or what resolving accepts, changes: cached resolved
+# pipelines are then ignored. (3: keys of unavailable features are errors now, so a
+# pipeline resolved by an earlier version that ignored them must not be reused.)
+SPEC_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class TemplateVar:
 class Step:
     id: str
     kind: str  # a key of the step registry: run, agent, retrieve, git
-    definition: str  # canonical JSON of the step's fields minus COSMETIC_FIELDS
+    definition: str  # keys.definition: canonical JSON of its fields minus COSMETIC_FIELDS
     inputs: tuple = ()  # path patterns, relative to the root, params already rendered
     outputs: tuple = ()  # paths; a directory output ends with "/"
     needs: tuple = ()  # every step that must finish first, sorted
@@ -80,7 +80,3 @@ class Pipeline:
         d["sources"] = tuple(tuple(x) for x in d["sources"])
         return Pipeline(steps=tuple(steps), **d)
 
-
-def canonical_json(value) -> str:
-    """The one encoding that is hashed: sorted keys, no whitespace, UTF-8 text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

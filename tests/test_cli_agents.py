@@ -68,7 +68,7 @@ def test_prompt_change_reruns_only_that_step_and_dependents(project, oai):
     oai.reply = "a different answer"
     project.pipeline(openai_pipeline(oai.base_url, steps.replace("Say hello.", "Say hi.")))
     plan = project.run("plan", check=0).stdout
-    assert "run     first   definition changed" in plan
+    assert "run     first   prompt changed\n" in plan
     assert "blocked second  after first" in plan and "cached  other" in plan
     r = project.run("run", check=0)
     assert "2 ran, 1 cached" in r.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -99,10 +100,8 @@ def test_verify_counts_records_whose_objects_are_gone(store, tmp_path):
 # -- gc -------------------------------------------------------------------------------
 
 def test_gc_keeps_the_newest_records_per_step(store, tmp_path, monkeypatch):
-    import amelia.store.state as statemod
-
     clock = iter(range(1000, 2000))
-    monkeypatch.setattr(statemod.time, "time", lambda: next(clock))
+    monkeypatch.setattr(time, "time", lambda: next(clock))
     hashes = {}
     for i in range(4):
         hashes[("a", i)] = put(store, tmp_path, f"a{i}")
@@ -194,3 +193,65 @@ def test_gc_forgets_file_states_of_deleted_files(store, tmp_path):
     r = maintenance.gc(store, pipeline_of(), keep=1)
     assert r.counts["file states dropped"] == 2
     assert set(store.state.file_states()) == {"kept.txt", "d/kept.txt"}
+
+
+# -- through the store's interfaces only ---------------------------------------------------
+
+class InterfacesOnly:
+    """The store without its SQLite database: maintenance must not need `state`."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        if name == "state":
+            raise AssertionError("maintenance reached into store.state")
+        return getattr(self._store, name)
+
+
+def test_gc_verify_clear_go_through_the_interfaces(store, tmp_path):
+    from amelia.store import Record
+
+    old = put(store, tmp_path, "old")
+    new = put(store, tmp_path, "new")
+    store.records.save(Record("k-old", "a", {"a.txt": old}, {}, created=1.0))
+    store.records.save(Record("k-new", "a", {"a.txt": new}, {}, created=2.0))
+    store.memo.save({"gone.txt": (1, 2, 3, "h")})
+    s = InterfacesOnly(store)
+    r = maintenance.gc(s, pipeline_of("a"), keep=1)
+    assert r.counts == {"records dropped": 1, "objects removed": 1, "log dirs removed": 0,
+                        "file states dropped": 1}
+    assert [h.key for h in store.records.all_outputs()] == ["k-new"] and objects_in(store) == {new}
+    assert store.memo.load() == {}
+    r = maintenance.verify(s)
+    assert r.counts == {"objects checked": 1, "corrupt (removed)": 0, "missing": 0}
+    maintenance.clear(s)
+    assert store.records.all_outputs() == [] and objects_in(store) == set()
+
+
+# -- doctor's store check ----------------------------------------------------------------------
+
+def test_doctor_store_check_through_the_interface(tmp_path, monkeypatch):
+    from amelia import doctor
+    from amelia.store import Store as StoreCls
+
+    assert [c.status for c in doctor.store(str(tmp_path))] == ["ok"]  # no store yet
+    s = StoreCls(str(tmp_path))
+    (tmp_path / "f").write_text("x")
+    s.objects.put_file(str(tmp_path / "f"))
+    s.close()
+    checks = {c.name: c for c in doctor.store(str(tmp_path))}
+    assert checks["state.db"].status == "ok" and checks["state.db"].detail == "ok"
+    assert checks["objects"].status == "ok" and checks["objects"].detail == "1 verified"
+    monkeypatch.setattr(StoreCls, "integrity", lambda self: "row 3 missing from index records_step")
+    checks = {c.name: c for c in doctor.store(str(tmp_path))}
+    assert checks["state.db"].status == "fail" and "row 3 missing" in checks["state.db"].detail
+
+
+def test_doctor_reports_a_damaged_state_db(tmp_path):
+    from amelia import doctor
+
+    (tmp_path / ".amelia").mkdir()
+    (tmp_path / ".amelia" / "state.db").write_bytes(b"garbage, not a database" * 200)
+    [check] = doctor.store(str(tmp_path))
+    assert check.name == "state.db" and check.status == "fail" and "damaged" in check.detail

@@ -6,8 +6,9 @@ import pytest
 
 from amelia import planner
 from amelia.fingerprint import Fingerprint, cache_key, key_material
-from amelia.planner import BLOCKED, CACHED, ERROR, RUN, Decision, Plan, decide, explain, plan, selection
-from amelia.spec import CACHE_FORMAT_VERSION, Pipeline, Step, canonical_json
+from amelia.planner import BLOCKED, CACHED, ERROR, RUN, Decision, Plan, decide, plan, selection
+from amelia.reasons import Reason
+from amelia.spec import CACHE_FORMAT_VERSION, Pipeline, Step, TemplateVar, canonical_json
 
 
 def mkstep(sid, inputs=(), outputs=(), needs=(), data_needs=None, run=None) -> Step:
@@ -58,6 +59,10 @@ class World:
         return plan(self.pipeline, self.fps, self.records() if records is None else records, **kw)
 
 
+def texts(reasons) -> tuple:
+    return tuple(str(r) for r in reasons)
+
+
 def actions(p: Plan) -> dict:
     return {d.step: d.action for d in p.decisions}
 
@@ -71,9 +76,9 @@ def test_everything_new_runs_roots_and_blocks_the_rest(w):
     p = w.plan(records={})
     assert actions(p) == {"a": RUN, "b": BLOCKED, "c": RUN, "d": BLOCKED}
     by = p.by_step()
-    assert by["b"].reasons == ("after a",)
-    assert by["d"].reasons == ("after b",)
-    assert by["a"].reasons == ()  # explain() gives the reason later, from the store
+    assert texts(by["b"].reasons) == ("after a",)
+    assert texts(by["d"].reasons) == ("after b",)
+    assert texts(by["a"].reasons) == ()  # no history given: no reasons
     assert by["a"].key and by["a"].material["inputs"] == {"src.txt": h("src")}
     assert p.counts() == {RUN: 2, CACHED: 0, BLOCKED: 2, ERROR: 0}
     assert [d.step for d in p.stale()] == ["a", "b", "c", "d"]
@@ -84,7 +89,7 @@ def test_all_recorded_is_all_cached(w):
     assert set(actions(p).values()) == {CACHED}
     assert p.stale() == []
     a = p.by_step()["a"]
-    assert a.outputs == w.outputs["a"] and a.restore == () and a.reasons == ()
+    assert a.outputs == w.outputs["a"] and a.restore == () and texts(a.reasons) == ()
     assert p.counts()[CACHED] == 4
 
 
@@ -100,7 +105,7 @@ def test_output_missing_or_different_on_disk_is_restored(w):
     p = w.plan(records=w.records())
     by = p.by_step()
     assert actions(p) == {"a": CACHED, "b": CACHED, "c": CACHED, "d": CACHED}
-    assert by["a"].restore == ("a.txt",) and by["a"].reasons == ("restore a.txt",)
+    assert by["a"].restore == ("a.txt",) and texts(by["a"].reasons) == ("restore a.txt",)
     assert by["c"].restore == ("c.txt",)
     assert by["b"].restore == ()
     assert by["a"].key == keys["a"]
@@ -119,7 +124,7 @@ def test_changed_input_runs_and_blocks_dependents_only(w):
     w.fps["a"] = Fingerprint({"src.txt": h("src2")}, {}, {"a.txt": h("a")})
     p = w.plan(records=records)
     assert actions(p) == {"a": RUN, "b": BLOCKED, "c": CACHED, "d": BLOCKED}
-    assert p.by_step()["b"].reasons == ("after a",)
+    assert texts(p.by_step()["b"].reasons) == ("after a",)
 
 
 def test_needs_only_dependency_also_blocks(w):
@@ -127,14 +132,14 @@ def test_needs_only_dependency_also_blocks(w):
     del records[w.key("b")]
     p = w.plan(records=records)
     assert actions(p) == {"a": CACHED, "b": RUN, "c": CACHED, "d": BLOCKED}
-    assert p.by_step()["d"].reasons == ("after b",)
+    assert texts(p.by_step()["d"].reasons) == ("after b",)
 
 
 def test_blocked_lists_every_waiting_upstream():
     a, b = mkstep("a"), mkstep("b")
     j = mkstep("j", needs=("a", "b"))
     p = plan(mkpipeline(a, b, j), {s: Fingerprint() for s in "abj"}, {})
-    assert p.by_step()["j"].reasons == ("after a", "after b")
+    assert texts(p.by_step()["j"].reasons) == ("after a", "after b")
 
 
 def test_blocked_propagates_through_blocked(w):
@@ -146,7 +151,7 @@ def test_force_one_step(w):
     p = w.plan(force=frozenset({"c"}))
     by = p.by_step()
     assert actions(p) == {"a": CACHED, "b": CACHED, "c": RUN, "d": CACHED}
-    assert by["c"].reasons == ("forced",) and by["c"].key == w.key("c")
+    assert texts(by["c"].reasons) == ("forced",) and by["c"].key == w.key("c")
 
 
 def test_force_upstream_blocks_dependents(w):
@@ -156,8 +161,9 @@ def test_force_upstream_blocks_dependents(w):
 
 def test_force_all(w):
     p = w.plan(force_all=True)
-    assert actions(p) == {"a": RUN, "b": BLOCKED, "c": RUN, "d": BLOCKED}
-    assert p.by_step()["a"].reasons == ("forced",)
+    assert actions(p) == {"a": RUN, "b": RUN, "c": RUN, "d": RUN}  # all will run: none is blocked
+    assert texts(p.by_step()["a"].reasons) == ("forced",)
+    assert texts(p.by_step()["b"].reasons) == ("forced",) and p.by_step()["b"].key == ""
 
 
 def test_selection_includes_everything_upstream(w):
@@ -179,7 +185,7 @@ def test_missing_input_is_an_error_and_blocks_dependents(w):
     p = w.plan()
     by = p.by_step()
     assert by["a"].action == ERROR
-    assert by["a"].reasons == ("input 'src.txt' does not exist and no step writes it",)
+    assert texts(by["a"].reasons) == ("input 'src.txt' does not exist and no step writes it",)
     assert by["b"].action == BLOCKED
     assert p.counts()[ERROR] == 1
 
@@ -187,7 +193,7 @@ def test_missing_input_is_an_error_and_blocks_dependents(w):
 def test_fingerprint_error_is_an_error(w):
     w.fps["c"] = Fingerprint(error="x.txt is a symlink that leads outside the project root")
     d = w.plan(force_all=True).by_step()["c"]
-    assert d.action == ERROR and "outside the project root" in d.reasons[0]
+    assert d.action == ERROR and "outside the project root" in str(d.reasons[0])
 
 
 def test_early_cutoff_identical_upstream_output_stays_cached(w):
@@ -202,7 +208,7 @@ def test_early_cutoff_identical_upstream_output_stays_cached(w):
     changed = decide(w.pipeline, w.b, w.fps["b"], {"a": {"a.txt": h("a-new")}}, records, False)
     assert changed.action == RUN and changed.key != w.key("b")
     forced = decide(w.pipeline, w.b, w.fps["b"], known, records, True)
-    assert forced.action == RUN and forced.reasons == ("forced",)
+    assert forced.action == RUN and texts(forced.reasons) == ("forced",)
 
 
 def test_planner_is_pure_no_filesystem(w, monkeypatch):
@@ -230,74 +236,59 @@ def test_decision_is_frozen():
         d.action = CACHED  # type: ignore[misc]
 
 
-# -- explain --------------------------------------------------------------------------
+# -- with history: reasons as data, run vs blocked ------------------------------------
 
-def material(inputs=None, upstream=None, definition='{"run":"x"}', kind="run", env=(), v=CACHE_FORMAT_VERSION):
-    return {"v": v, "kind": kind, "definition": definition, "inputs": dict(inputs or {}),
-            "upstream": dict(upstream or {}), "env_names": list(env)}
-
-
-def test_explain_new_step():
-    assert explain(material(), None) == ("new step",)
+def history(w, *sids) -> dict:
+    """The last good key material of each step, as the store would give it."""
+    return {s: key_material(w.pipeline, w.pipeline.step(s), w.fps[s],
+                            {d: w.outputs[d] for d in w.pipeline.step(s).data_needs}) for s in sids}
 
 
-def test_explain_cache_format_changed():
-    assert explain(material(), material(v=CACHE_FORMAT_VERSION - 1)) == ("cache format changed",)
-
-
-def test_explain_definition_changed():
-    assert explain(material(definition='{"run":"y"}'), material()) == ("definition changed",)
-    assert explain(material(kind="agent"), material()) == ("definition changed",)
-
-
-def test_explain_inputs_changed_added_removed():
-    old = material({"a": "1", "b": "1", "gone": "1"})
-    new = material({"a": "2", "b": "1", "fresh": "1"})
-    assert explain(new, old) == ("input a changed", "input fresh added", "input gone removed")
-
-
-def test_explain_limit_and_more():
-    old = material({f"f{i}": "1" for i in range(7)})
-    new = material({f"f{i}": "2" for i in range(7)})
-    assert explain(new, old) == ("input f0 changed", "input f1 changed", "input f2 changed",
-                                 "4 more inputs changed")
-    assert explain(new, old, limit=6) == tuple(f"input f{i} changed" for i in range(6)) + (
-        "1 more inputs changed",)
-    assert explain(new, old, limit=7) == tuple(f"input f{i} changed" for i in range(7))
-    added = material({f"n{i}": "1" for i in range(5)})
-    assert explain(added, material(), limit=2) == ("input n0 added", "input n1 added", "3 more inputs added")
-
-
-def test_explain_upstream_changed_names_the_step_not_its_files():
-    old = material({"a.txt": "1", "gen/": "tree-1", "gen/x": "1"},
-                   {"up": {"a.txt": "1"}, "gen": {"gen/": "tree-1"}})
-    new = material({"a.txt": "2", "gen/": "tree-2", "gen/x": "2"},
-                   {"up": {"a.txt": "2"}, "gen": {"gen/": "tree-2"}})
-    assert explain(new, old) == ("upstream up changed", "upstream gen changed")
-
-
-def test_explain_upstream_added():
-    assert explain(material(upstream={"up": {"o": "1"}}), material()) == ("upstream up changed",)
-
-
-def test_explain_env_vars_changed():
-    assert explain(material(env=("AMELIA_ENV_X",)), material()) == ("env vars changed",)
-
-
-def test_explain_several_reasons_in_order():
-    old = material({"a": "1"}, {"up": {"o": "1"}})
-    new = material({"a": "2"}, {"up": {"o": "2"}}, definition='{"run":"z"}')
-    assert explain(new, old) == ("definition changed", "input a changed", "upstream up changed")
-
-
-def test_explain_same_material_has_a_fallback():
-    assert explain(material({"a": "1"}), material({"a": "1"})) == ("no cached result for these inputs",)
-
-
-def test_explain_from_a_real_plan(w):
-    """The material a RUN decision carries explains itself against the last record's."""
-    old = key_material(w.pipeline, w.a, w.fps["a"], {})
+def test_reasons_are_data(w):
+    previous = history(w, "a", "b", "c", "d")
+    records = w.records()
     w.fps["a"] = Fingerprint({"src.txt": h("src2")}, {}, {"a.txt": h("a")})
-    d = w.plan(records={}).by_step()["a"]
-    assert explain(d.material, old) == ("input src.txt changed",)
-    assert planner.explain(d.material, None) == ("new step",)
+    d = w.plan(records=records, previous=previous).by_step()["a"]
+    assert d.action == RUN and d.reasons == (Reason("input_changed", "src.txt"),)
+    assert d.reasons[0].to_dict() == {"kind": "input_changed", "subject": "src.txt",
+                                      "text": "input src.txt changed"}
+
+
+def test_a_step_whose_own_input_changed_runs_not_blocked(w):
+    previous = history(w, "a", "b", "c", "d")
+    records = w.records()
+    w.fps["a"] = Fingerprint({"src.txt": h("src2")}, {}, {"a.txt": h("a")})
+    w.fps["b"] = Fingerprint({"a.txt": None, "extra.txt": h("x2")}, {"a.txt": "a"}, {"b.txt": h("b")})
+    previous["b"]["inputs"]["extra.txt"] = h("x1")
+    p = w.plan(records=records, previous=previous)
+    by = p.by_step()
+    assert by["b"].action == RUN and by["b"].key == ""  # its key waits for a's outputs
+    assert by["b"].reasons == (Reason("input_changed", "extra.txt"),)
+    assert by["d"].action == BLOCKED and texts(by["d"].reasons) == ("after b",)
+
+
+def test_a_new_step_behind_a_running_one_runs(w):
+    records = w.records()
+    w.fps["a"] = Fingerprint({"src.txt": h("src2")}, {}, {"a.txt": h("a")})
+    p = w.plan(records=records, previous={})
+    assert p.by_step()["b"].action == RUN
+    assert texts(p.by_step()["b"].reasons) == ("new step",)
+
+
+def test_param_change_names_the_param():
+    def step(value):
+        definition = canonical_json({"run": "echo $X", "static_vars": {"AMELIA_PARAM_GOAL": value}})
+        return Step(id="s", kind="run", definition=definition,
+                    vars=(TemplateVar("params.goal", "AMELIA_PARAM_GOAL"),))
+
+    old, new = step("reset"), step("sso")
+    fp = Fingerprint()
+    previous = {"s": key_material(mkpipeline(old), old, fp, {})}
+    d = decide(mkpipeline(new), new, fp, {}, {}, False, previous)
+    assert d.reasons == (Reason("param_changed", "goal"),)
+
+
+def test_plan_errors_lists_steps_that_cannot_run(w):
+    w.fps["c"] = Fingerprint({}, {}, {"c.txt": None}, missing=("other.txt",))
+    p = w.plan()
+    assert [d.step for d in p.errors()] == ["c"]

@@ -619,3 +619,39 @@ def test_checking_a_file_needs_no_param_values(tmp_path):
     assert pipeline.params == {"goal": "<goal>", "n": 0}
     assert pipeline.steps[0].outputs == ("out/<goal>.txt",)
     assert api.validate(str(tmp_path / "amelia.yaml"), (("goal", "x"),)).params["goal"] == "x"
+
+
+# -- documents -----------------------------------------------------------------------
+
+def test_a_pipeline_resolves_from_a_graph_of_documents(tmp_path):
+    """Today the graph holds only the root document; each document has its own scope."""
+    import dataclasses
+
+    from amelia.resolve import DocumentGraph, open_document
+    from amelia.resolve.document import Problems
+
+    text = "amelia: 1\nparams:\n  goal: {default: x}\nenv: [TOKEN]\nsteps:\n  a: {run: echo}\n"
+    loaded = load_bytes(text.encode(), "amelia.yaml")
+    problems = Problems()
+    doc = open_document(loaded, "amelia.yaml", "", {"goal": "y"}, {}, False, problems)
+    assert len(problems) == 0
+    assert doc.params == {"goal": "y"} and doc.env_names == ("TOKEN",)
+    assert set(doc.models) == {"default"}
+    assert doc.step_id("a") == "a"
+    graph = DocumentGraph((doc,))
+    assert graph.root is doc
+    included = dataclasses.replace(doc, namespace="review")
+    assert included.step_id("a") == "review.a"  # how an included recipe's steps are named
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        doc.namespace = "x"
+
+
+def test_the_pipeline_model_imports_no_provider_engine_or_store():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom amelia import resolve, spec, keys, schema, loader, features, model_config\n"
+            "print([m for m in sys.modules if m.startswith(('amelia.providers', 'amelia.planner', "
+            "'amelia.runner', 'amelia.api', 'amelia.store', 'amelia.scheduler'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -291,10 +291,8 @@ def test_db_is_wal(tmp_path, db):
 
 
 def test_pipeline_cache_keeps_the_20_newest(db, monkeypatch):
-    import amelia.store.state as statemod
-
     clock = iter(range(1000, 2000))
-    monkeypatch.setattr(statemod.time, "time", lambda: next(clock))
+    monkeypatch.setattr(time, "time", lambda: next(clock))
     for i in range(25):
         db.save_pipeline(f"d{i}", f"data{i}")
     assert db.pipeline("d24") == "data24"
@@ -342,10 +340,8 @@ def test_runs_and_run_steps(db):
 
 
 def test_runs_listing_newest_first(db, monkeypatch):
-    import amelia.store.state as statemod
-
     clock = iter(range(100))
-    monkeypatch.setattr(statemod.time, "time", lambda: next(clock))
+    monkeypatch.setattr(time, "time", lambda: next(clock))
     for i in range(5):
         db.start_run(f"r{i}", "p", "f", [])
     assert [r["id"] for r in db.runs()] == ["r4", "r3", "r2", "r1", "r0"]
@@ -362,10 +358,8 @@ def test_finish_run_is_one_transaction(db):
 
 
 def test_latest_detail_prefers_the_last_runs_key(db, monkeypatch):
-    import amelia.store.state as statemod
-
     clock = iter(range(100, 200))
-    monkeypatch.setattr(statemod.time, "time", lambda: next(clock))
+    monkeypatch.setattr(time, "time", lambda: next(clock))
     assert db.latest_detail("a") is None
     db.save_record("k-old", "a", {}, {"which": "old"}, "r1", 0.0)
     # no run history: the newest record

@@ -1,6 +1,7 @@
 """`amelia validate` on bad files: exact messages (golden files), exit code 2, no traceback.
 
-Each tests/cases/invalid_<kind>/ holds an amelia.yaml and expected.txt, the exact
+Each tests/cases/invalid_<kind>/ (and unavailable_<key>/, a key the schema takes but
+this version does not implement) holds an amelia.yaml and expected.txt, the exact
 stderr of `amelia validate`. Regenerate with AMELIA_UPDATE_GOLDEN=1, then read the diff.
 """
 
@@ -15,7 +16,9 @@ import pytest
 
 from conftest import CASES, assert_golden
 
-INVALID = sorted(p.name for p in CASES.glob("invalid_*") if (p / "amelia.yaml").exists())
+INVALID = sorted(p.name for pattern in ("invalid_*", "unavailable_*") for p in CASES.glob(pattern)
+                 if (p / "amelia.yaml").exists())
+UNAVAILABLE = [name for name in INVALID if name.startswith("unavailable_")]
 
 
 def _symlink_out(project, tmp_path):
@@ -70,6 +73,15 @@ def test_every_error_line_is_located(name):
             file, line, col = where.split(":")
             expected_file = OTHER_FILE.get(name, "amelia.yaml")  # e.g. a prompt file
             assert file == expected_file and int(line) >= 1 and int(col) >= 1, head
+
+
+@pytest.mark.parametrize("name", UNAVAILABLE)
+def test_unavailable_keys_fail_closed_with_a_hint(name):
+    """A key the schema takes but this version does not implement is never ignored."""
+    text = (CASES / name / "expected.txt").read_text()
+    heads = [line for line in text.splitlines() if ": error: " in line]
+    assert any(h.endswith("not available in this version of amelia") for h in heads)
+    assert text.count("  hint: ") == len(heads)
 
 
 def test_several_errors_end_with_a_count():

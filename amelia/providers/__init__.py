@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+# ModelConfig (and its defaults) is data of the pipeline model; re-exported here for
+# every importer of amelia.providers.
+from ..model_config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, KEY_ENV, ModelConfig  # noqa: F401
+
 # provider name → module; each module defines `Provider` (see ProviderBase).
 MODULES = {
     "anthropic": "amelia.providers.anthropic",
@@ -18,41 +22,6 @@ MODULES = {
     "local": "amelia.providers.local",
     "claude-code": "amelia.providers.claude_code",
 }
-
-# The environment variable holding each provider's key, unless `api_key_env:` says.
-KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
-
-DEFAULT_TIMEOUT = 600.0
-DEFAULT_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One entry of `models:` (or an inline model), resolved."""
-
-    name: str  # its key under models:, or "<inline>"
-    provider: str
-    model: str = ""  # the provider's model id; "" means the provider's default
-    base_url: str | None = None
-    api_key_env: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    concurrency: int | None = None  # None: remote = --jobs, local = 1
-
-    def key_env(self) -> str | None:
-        """The variable that must hold this model's key, or None when it needs none."""
-        if self.api_key_env:
-            return self.api_key_env
-        if self.provider == "openai" and self.base_url:
-            return None  # a local OpenAI-compatible server (Ollama, vLLM) takes any key
-        return KEY_ENV.get(self.provider)
-
-    def key_material(self) -> dict:
-        """What changes an answer: part of the cache key. Never the key itself."""
-        return {"provider": self.provider, "model": self.model, "base_url": self.base_url,
-                "temperature": self.temperature, "max_tokens": self.max_tokens}
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import json
 import sys
 
 from .. import events as ev
-from ..render import fmt_seconds
-from ..render import summary_line
+from ..reasons import word
+from ..render import fmt_seconds, summary_line
 
 
 class PlainReporter:
@@ -29,10 +29,10 @@ class PlainReporter:
         if isinstance(e, ev.RunStarted):
             self.width = max((len(s[0]) for s in e.steps), default=0)
         elif isinstance(e, ev.StepStarted):
-            self.line("run", e.step, "; ".join(e.reasons))
+            self.line("run", e.step, word(e.reasons))
         elif isinstance(e, ev.StepCached):
             if self.verbose or e.reasons:
-                self.line("cached", e.step, "; ".join(e.reasons))
+                self.line("cached", e.step, word(e.reasons))
         elif isinstance(e, ev.StepCompleted):
             self.line("ok", e.step, fmt_seconds(e.duration))
         elif isinstance(e, ev.StepFailed):
@@ -42,6 +42,8 @@ class PlainReporter:
                 self.stream.write(f"    | {tail_line}\n")
         elif isinstance(e, ev.StepSkipped):
             self.line("skipped", e.step, e.reason)
+        elif isinstance(e, ev.StepCancelled):
+            self.line("stopped", e.step, e.reason)
         elif isinstance(e, ev.StepProgress):
             if self.verbose:
                 self.line("...", e.step, e.message)
@@ -79,10 +81,10 @@ class RecordReporter:
             self.state.start_run(e.run_id, e.pipeline, e.file, self.argv)
         elif isinstance(e, ev.StepStarted):
             self.started[e.step] = e.time
-            self.rows[e.step] = [e.run_id, e.step, "running", "; ".join(e.reasons), None, e.time,
+            self.rows[e.step] = [e.run_id, e.step, "running", word(e.reasons), None, e.time,
                                  None, None, None]
         elif isinstance(e, ev.StepCached):
-            self.rows[e.step] = [e.run_id, e.step, "cached", "; ".join(e.reasons), e.key, e.time,
+            self.rows[e.step] = [e.run_id, e.step, "cached", word(e.reasons), e.key, e.time,
                                  0.0, None, None]
         elif isinstance(e, ev.StepCompleted):
             row = self.rows[e.step]
@@ -92,6 +94,9 @@ class RecordReporter:
             row[2], row[6], row[7], row[8] = "failed", e.duration, e.exit_code, e.error
         elif isinstance(e, ev.StepSkipped):
             self.rows[e.step] = [e.run_id, e.step, "skipped", e.reason, None, e.time, 0.0, None, None]
+        elif isinstance(e, ev.StepCancelled):
+            row = self.rows.setdefault(e.step, [e.run_id, e.step, "", "", None, e.time, 0.0, None, None])
+            row[2], row[6], row[8] = "cancelled", e.duration, e.reason
         elif isinstance(e, ev.ModelCalled):
             self.calls[e.step] = self.calls.get(e.step, 0) + 1
             self.state.add_usage((e.run_id, e.step, self.calls[e.step], e.provider, e.model,

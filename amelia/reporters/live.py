@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import events as ev
+from ..reasons import word
 from ..render import summary_line
 
 
@@ -40,14 +41,14 @@ class LiveReporter:
                              get_renderable=self._render)
             self.live.start()
         elif isinstance(e, ev.StepStarted):
-            self.running[e.step] = (time.monotonic(), "; ".join(e.reasons))
+            self.running[e.step] = (time.monotonic(), word(e.reasons))
         elif isinstance(e, ev.StepProgress):
             if e.step in self.running:
                 self.running[e.step] = (self.running[e.step][0], e.message)
         elif isinstance(e, ev.StepCached):
             self.done += 1
             if self.verbose or e.reasons:
-                c.print(f"[dim]cached[/]  {e.step}  [dim]{'; '.join(e.reasons)}[/]")
+                c.print(f"[dim]cached[/]  {e.step}  [dim]{word(e.reasons)}[/]")
         elif isinstance(e, ev.StepCompleted):
             self.running.pop(e.step, None)
             self.done += 1
@@ -62,8 +63,12 @@ class LiveReporter:
         elif isinstance(e, ev.StepSkipped):
             self.done += 1
             c.print(f"[yellow]skipped[/] {e.step}  [dim]{e.reason}[/]")
+        elif isinstance(e, ev.StepCancelled):
+            self.running.pop(e.step, None)
+            self.done += 1
+            c.print(f"[yellow]stopped[/] {e.step}  [dim]{e.reason}[/]")
         elif isinstance(e, ev.RunFinished):
             if self.live:
                 self.live.stop()
-            style = {"ok": "green", "failed": "red", "interrupted": "yellow"}[e.status]
+            style = {"ok": "green", "failed": "red", "interrupted": "yellow", "cancelled": "yellow"}[e.status]
             c.print(summary_line(e.status, e.counts, e.duration, e.run_id), style=style, markup=False)

@@ -56,9 +56,14 @@ def _strip_fence(text: str) -> str:
 PROGRESS_EVERY = 1.0  # seconds between progress events of a streaming answer
 
 
-def execute(step, ctx) -> StepResult:
+def models(step) -> list:
+    return [ModelConfig(**step.config["model"])]
+
+
+def execute(step, ctx, cancel) -> StepResult:
     cfg = step.config
     model = ModelConfig(**cfg["model"])
+    cancel.check()
     if step.timeout:  # the step's own bound applies to each call of its model
         model = dataclasses.replace(model, timeout=min(model.timeout, step.timeout))
     values = ctx.template_values(step, limit=None)
@@ -68,9 +73,10 @@ def execute(step, ctx) -> StepResult:
     try:
         answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
         if schema is not None:
-            answer = _validated(step, ctx, model, request, answer, schema, cfg.get("repairs", 2))
+            answer = _validated(step, ctx, model, request, answer, schema, cfg.get("repairs", 2), cancel)
     except ProviderError as e:
         raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
+    cancel.check()  # an answer that arrives after Ctrl-C is not written
     _write(os.path.join(ctx.root, step.outputs[0]), answer)
     return StepResult()
 
@@ -89,8 +95,9 @@ def _progress(step, ctx):
     return on_text
 
 
-def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int) -> str:
+def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int, cancel) -> str:
     for attempt in range(repairs + 1):
+        cancel.check()
         value, problem = schema_problem(answer, schema)
         if problem is None:
             return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
@@ -104,6 +111,7 @@ def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: in
                   f"Reply with only the corrected JSON.")
         request = Request(request.system, repair, request.json_schema, history,
                           request.shared_context, request.workdir)
+        cancel.check()
         answer = ctx.llm.call(step.id, model, request).text
     raise StepError(f"the answer does not match the schema after {repairs} repair"
                     f"{'s' if repairs != 1 else ''}: {problem}",

@@ -7,51 +7,44 @@ holds `${AMELIA_…}` references in their place, so no value is ever parsed as s
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 
-from . import StepError, StepResult
+from ..processes import StepCancelled
+from . import StepError, StepResult, workspace_of
 
 SHELL = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
 TAIL_LINES = 20
 
 
-def execute(step, ctx) -> StepResult:
+def execute(step, ctx, cancel) -> StepResult:
     env = dict(os.environ)
     env.update(ctx.template_values(step))
     env["AMELIA_STEP"] = step.id
     env["AMELIA_RUN_ID"] = ctx.run_id
-    with open(ctx.log_path(step), "wb") as log:
+    log_path = ctx.log_path(step)
+    with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(
-                SHELL + (step.command,), cwd=ctx.root, env=env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = ctx.processes.spawn(
+                SHELL + (step.command,), cancel, cwd=workspace_of(step, ctx).cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise StepError("bash was not found on PATH", hint="install bash") from None
-        ctx.track(proc)
         try:
             code = proc.wait(timeout=step.timeout)
         except subprocess.TimeoutExpired:
-            _kill(proc)
-            raise StepError(f"timed out after {step.timeout:g}s", tail=_tail(ctx.log_path(step))) from None
+            ctx.processes.stop(proc.pid)
+            code = None
+            proc.wait()
         finally:
-            ctx.untrack(proc)
+            ctx.processes.release(proc)
+    if cancel.cancelled:
+        raise StepCancelled(cancel.reason)
+    if code is None:
+        raise StepError(f"timed out after {step.timeout:g}s", tail=_tail(log_path))
     if code != 0:
         what = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        raise StepError(f"command {what}", exit_code=code, tail=_tail(ctx.log_path(step)))
+        raise StepError(f"command {what}", exit_code=code, tail=_tail(log_path))
     return StepResult()
-
-
-def _kill(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 def _tail(path: str) -> str:

@@ -1,14 +1,32 @@
-"""The project store, .amelia/ at the project root (DESIGN §3)."""
+"""The project store, .amelia/ at the project root (DESIGN §3).
+
+Its parts, each behind a narrow interface:
+
+- `objects`    objects by hash               (objects.ObjectStore; seam interfaces.ContentStore)
+- `records`    step records by cache key     (records.Records;     seam interfaces.RecordStore)
+- `history`    runs, their steps (StepRow), model usage (UsageRow), events (EventRow)
+- `memo`       the file-state memo           (memo.FileStateMemo)
+- `pipelines`  resolved pipelines by digest  (memo.PipelineMemo)
+- `lock`       one writer per project        (lock.ProjectLock)
+
+`state` is the SQLite database behind records, history and the memos; code outside
+the store uses the parts above and never SQL.
+"""
 
 from __future__ import annotations
 
 import os
 
+from .history import EventRow, StepRow, UsageRow
 from .lock import ProjectLock
 from .objects import ObjectStore
+from .records import Record, RecordHead
 from .state import StateDB
 
 STORE_DIR = ".amelia"
+
+__all__ = ["STORE_DIR", "EventRow", "ObjectStore", "ProjectLock", "Record", "RecordHead", "StateDB",
+           "StepRow", "Store", "UsageRow", "exists"]
 
 
 class Store:
@@ -21,12 +39,25 @@ class Store:
                 f.write("# amelia's store: cache, run history, logs\n*\n")
         self.objects = ObjectStore(os.path.join(self.dir, "objects"))
         self.state = StateDB(os.path.join(self.dir, "state.db"))
+        self.records = self.state.records
+        self.history = self.state.history
+        self.memo = self.state.memo
+        self.pipelines = self.state.pipelines
         self.lock = ProjectLock(os.path.join(self.dir, "lock"))
 
     def logs_dir(self, run_id: str) -> str:
         d = os.path.join(self.dir, "logs", run_id)
         os.makedirs(d, exist_ok=True)
         return d
+
+    def integrity(self) -> str:
+        """"ok", or what is damaged in state.db (objects: `objects.verify()`)."""
+        return self.state.integrity_check()
+
+    def clear_cache(self) -> None:
+        """Forget every cached result: records, memos and objects; run history is kept."""
+        self.state.clear()
+        self.objects.clear()
 
     def close(self) -> None:
         self.lock.release()

@@ -2,7 +2,8 @@
 
 A file's object is named by the sha256 of its bytes. A directory output is stored as
 a manifest object (JSON: relative path → file hash) named "tree-" + its sha256, so a
-directory's identity is one string like a file's.
+directory's identity is one string like a file's. ObjectStore is the local
+implementation of the interfaces.ContentStore seam (objects by hash).
 """
 
 from __future__ import annotations
@@ -220,3 +221,7 @@ class ObjectStore:
 
     def remove(self, digest: str) -> None:
         _unlink(self.path(digest))
+
+    def clear(self) -> None:
+        """Remove every object."""
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""Documents: the files a pipeline is made of, each with its own data, source map and scope.
+
+A pipeline is a graph of documents (go-task's taskfile graph is the model): the root
+document is the file the user named; `include:` (a later version) adds one document
+per recipe, namespaced, with the params it is given. Each document is resolved in its
+own scope (params, env, models) and every error is located in its own file. Today the
+graph holds exactly the root document.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import PipelineError, raise_all
+from ..loader import Loaded
+from ..paths import find_root
+
+
+@dataclass(frozen=True)
+class Document:
+    file: str  # as the user named it, for messages
+    loaded: Loaded  # the data, and where each key came from
+    namespace: str = ""  # "" for the root document; an include's `as:` name
+    params: dict = field(default_factory=dict)  # its own param scope: name → value
+    env_names: tuple = ()  # the env vars its templates may read
+    models: dict = field(default_factory=dict)  # name → ModelConfig, its `models:` and `default`
+
+    @property
+    def data(self) -> dict:
+        return self.loaded.data
+
+    @property
+    def source(self):
+        return self.loaded.source
+
+    def step_id(self, local: str) -> str:
+        """A step's id in the pipeline: namespaced in an included document."""
+        return f"{self.namespace}.{local}" if self.namespace else local
+
+    def steps(self) -> dict:
+        return self.data.get("steps") or {}
+
+
+@dataclass(frozen=True)
+class DocumentGraph:
+    """The documents of a pipeline, the root first, and which one includes which."""
+
+    documents: tuple  # Document
+    includes: tuple = ()  # (including namespace, included namespace)
+
+    @property
+    def root(self) -> Document:
+        return self.documents[0]
+
+
+def project_root(data: dict, file: str, given: str | None = None) -> str:
+    """`root:` in the file, relative to it; else the git work tree holding it, else its directory."""
+    if given:
+        return given
+    declared = data.get("root")
+    if declared:
+        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(file)), declared))
+    return find_root(file)
+
+
+class Problems:
+    """Every error found while resolving, each located in its document; raised at once."""
+
+    def __init__(self):
+        self.errors: list = []
+
+    def add(self, source, message: str, path: tuple, hint: str = "", loc=None) -> None:
+        self.errors.append(PipelineError(message, loc or source.locate(path), hint))
+
+    def reporter(self, doc_or_source):
+        """err(message, path, hint="", loc=None) for one document."""
+        source = getattr(doc_or_source, "source", doc_or_source)
+
+        def err(message: str, path: tuple, hint: str = "", loc=None) -> None:
+            self.add(source, message, path, hint, loc)
+        return err
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def raise_all(self) -> None:
+        """All errors found so far, in file order."""
+        self.errors.sort(key=lambda e: (e.location.line, e.location.col) if e.location else (0, 0))
+        raise_all(self.errors)

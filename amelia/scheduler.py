@@ -1,0 +1,315 @@
+"""Critical-path scheduling on LangGraph's functional API.
+
+An `@entrypoint` runs the dispatch loop; each step that runs is one `@task`. A step is
+dispatched as soon as its own dependencies are done (as make -j and ninja do), bounded
+by --jobs and by each model's concurrency; among ready steps the one with the longest
+chain of dependents goes first. When a step becomes ready, `planner.decide` is called
+for it with its upstream outputs known (the plan's decision is reused when nothing
+upstream ran). Every step moves through one state machine, `Lifecycle`.
+
+Stopping: `interrupt` (SIGINT/SIGTERM) cancels every running step (its process group
+gets SIGTERM, then SIGKILL after the grace) and dispatches nothing more; `cancel(step)`
+stops one step, for `watch`. Both may be called from a signal handler or another thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
+
+from . import events as ev
+from . import planner
+from .fingerprint import fingerprint
+from .planner import BLOCKED, CACHED, ERROR, RUN, Decision
+from .processes import GRACE, CancelToken
+from .reasons import Reason, word
+from .runner import Outcome, RunContext, execute, restore
+
+PENDING, WAITING, READY, RUNNING = "pending", "blocked", "ready", "running"
+RAN, FAILED, SKIPPED, DONE_CACHED, CANCELLED = "ran", "failed", "skipped", "cached", "cancelled"
+TERMINAL = (RAN, FAILED, SKIPPED, DONE_CACHED, CANCELLED)
+TRANSITIONS = {
+    PENDING: {WAITING, READY, DONE_CACHED, SKIPPED, FAILED, CANCELLED},
+    WAITING: {READY, DONE_CACHED, SKIPPED, FAILED, CANCELLED},
+    READY: {RUNNING, CANCELLED},
+    RUNNING: {RAN, FAILED, CANCELLED},
+}
+POLL = 0.25  # seconds between checks for timeouts' and cancellations' SIGKILLs
+ABANDON = GRACE + 0.5  # after an interrupt, stop waiting for steps after this long
+
+
+class Lifecycle:
+    """Each step's state: pending → blocked → ready → running → ran | failed | cancelled,
+    or straight to cached | skipped | failed (an error found before it ran)."""
+
+    def __init__(self, step_ids):
+        self.state = dict.fromkeys(step_ids, PENDING)
+
+    def move(self, sid: str, to: str) -> None:
+        now = self.state[sid]
+        if to not in TRANSITIONS.get(now, ()):
+            raise RuntimeError(f"step {sid}: {now} -> {to} is not a legal move")
+        self.state[sid] = to
+
+    def __getitem__(self, sid: str) -> str:
+        return self.state[sid]
+
+    def counts(self) -> dict:
+        out = {k: 0 for k in ("ran", "cached", "failed", "skipped")}
+        for s in self.state.values():
+            if s in TERMINAL:
+                out[s] = out.get(s, 0) + 1
+        return out
+
+
+class Scheduler:
+    def __init__(self, pipeline, plan, store, states, bus, run_id: str, jobs: int,
+                 force: frozenset = frozenset(), force_all: bool = False, previous=None):
+        self.pipeline = pipeline
+        self.by_id = pipeline.by_id()
+        self.store = store
+        self.states = states
+        self.bus = bus
+        self.run_id = run_id
+        self.jobs = max(1, jobs)
+        self.force, self.force_all = force, force_all
+        self.previous = previous
+        self.plan = plan
+        self.decisions = plan.by_step()
+        self.order = [d.step for d in plan.decisions]  # topological
+        self.ctx = RunContext(pipeline, store, run_id, bus, self.jobs)
+        self.life = Lifecycle(self.order)
+        chosen = set(self.order)
+        self.dependents: dict = {sid: [] for sid in self.order}
+        self.unfinished: dict = {}  # step → needs not yet finished
+        for sid in self.order:
+            needs = [n for n in self.by_id[sid].needs if n in chosen]
+            self.unfinished[sid] = len(needs)
+            for n in needs:
+                self.dependents[n].append(sid)
+        self.priority = self._critical_path()
+        self.position = {sid: i for i, sid in enumerate(self.order)}
+        self.cancelled: set = set()  # steps asked to stop before they started
+        self.known: dict = {}  # step → output hashes (cached or ran in this run)
+        self.ran: set = set()
+        self.ready: list = []  # heap of (-priority, position, step)
+        self.tokens: dict = {}
+        self.started: dict = {}
+        self.slots_used: dict = {}
+        self.requests: deque = deque()  # steps to cancel, from other threads
+        self.interrupted = 0  # the signal that stops the run, or 0
+        self.deadline = 0.0
+
+    def _critical_path(self) -> dict:
+        """Steps on the longest chain of dependents first (ninja's critical-path order)."""
+        out: dict = {}
+        for sid in reversed(self.order):
+            out[sid] = 1 + max((out[d] for d in self.dependents[sid]), default=0)
+        return out
+
+    # -- control, from signal handlers and other threads ---------------------------------
+    def interrupt(self, signum: int) -> None:
+        if self.interrupted:  # a second Ctrl-C: no more grace
+            self.ctx.processes.kill_all()
+            self.deadline = time.monotonic()
+            return
+        self.interrupted = signum
+        self.deadline = time.monotonic() + ABANDON
+        for token in list(self.tokens.values()):
+            token.cancel("interrupted")
+
+    def cancel(self, step_id: str, reason: str = "cancelled") -> None:
+        """Stop one step (running or waiting to run); its dependents are skipped."""
+        self.requests.append((step_id, reason))
+        token = self.tokens.get(step_id)
+        if token is not None:
+            token.cancel(reason)
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        started = time.time()
+        self.bus.emit(ev.RunStarted(self.run_id, self.pipeline.name, self.pipeline.file,
+                                    tuple((d.step, d.action, d.reasons) for d in self.plan.decisions),
+                                    self.jobs))
+        try:
+            if any(d.action != CACHED for d in self.plan.decisions):
+                self._on_langgraph(start=True)
+            else:  # restores only: no LangGraph, unless an output cannot be restored
+                self._loop(None, start=True)
+                if self.ready:
+                    self._on_langgraph(start=False)
+        finally:
+            self.ctx.close()
+        counts = self.life.counts()
+        status = ("interrupted" if self.interrupted else "failed" if counts["failed"]
+                  else "cancelled" if counts.get("cancelled") else "ok")
+        self.bus.emit(ev.RunFinished(self.run_id, status, counts, time.time() - started))
+        return {"status": status, "counts": counts, "statuses": dict(self.life.state),
+                "signal": self.interrupted}
+
+    def _on_langgraph(self, start: bool) -> None:
+        from langgraph.func import entrypoint, task
+
+        @task(name="step")
+        def run_step(sid: str) -> Outcome:
+            return execute(self.ctx, self.states, self.by_id[sid], self.decisions[sid], self.tokens[sid])
+
+        @entrypoint()
+        def dispatch(_inputs) -> bool:
+            self._loop(run_step, start)
+            return True
+
+        # --jobs is enforced by the loop; the pool also runs the entrypoint itself and
+        # LangGraph's stream waiter, so it needs room beyond the steps.
+        dispatch.invoke({"steps": len(self.order)}, config={"max_concurrency": self.jobs + 4,
+                                      "recursion_limit": len(self.order) + 10})
+
+    def _loop(self, run_step, start: bool) -> None:
+        if start:
+            roots = [sid for sid in self.order if self.unfinished[sid] == 0]
+            for sid in self.order:
+                if self.unfinished[sid]:
+                    self.life.move(sid, WAITING)
+            for sid in roots:  # a root that is cached releases its dependents at once
+                self._release(sid)
+        running: dict = {}  # future → step
+        while True:
+            self._take_requests()
+            if run_step is None:
+                return
+            if not self.interrupted:
+                self._start_ready(run_step, running)
+            if not running:
+                return
+            done, _ = wait(list(running), timeout=POLL, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._finished(running.pop(fut), fut.result())
+            self.ctx.processes.escalate()
+            if self.interrupted and running and time.monotonic() >= self.deadline:
+                for sid in running.values():  # a call that ignores cancellation: abandoned
+                    self._finished(sid, Outcome(CANCELLED, error="interrupted"))
+                return
+
+    def _take_requests(self) -> None:
+        while self.requests:
+            sid, reason = self.requests.popleft()
+            if sid not in self.life.state:
+                continue
+            self.cancelled.add(sid)
+            if self.life[sid] == READY:
+                self.ready = [r for r in self.ready if r[2] != sid]
+                heapq.heapify(self.ready)
+                self._finished(sid, Outcome(CANCELLED, error=reason))
+
+    def _start_ready(self, run_step, running: dict) -> None:
+        held = []
+        while self.ready and len(running) < self.jobs:
+            item = heapq.heappop(self.ready)
+            sid = item[2]
+            slots = self._slots(sid)
+            if any(cap is not None and self.slots_used.get(k, 0) >= cap for k, cap in slots):
+                held.append(item)  # its model is busy: let another kind of step go first
+                continue
+            for k, _ in slots:
+                self.slots_used[k] = self.slots_used.get(k, 0) + 1
+            self.life.move(sid, RUNNING)
+            self.tokens[sid] = CancelToken()
+            d = self.decisions[sid]
+            self.bus.emit(ev.StepStarted(self.run_id, sid, d.reasons))
+            running[run_step(sid)] = sid
+        for item in held:
+            heapq.heappush(self.ready, item)
+
+    def _slots(self, sid: str) -> list:
+        from .steps import models
+
+        configs = models(self.by_id[sid])
+        if not configs:
+            return []
+        from .llm import concurrency, limit_key
+
+        return [(limit_key(c), concurrency(c)) for c in configs]
+
+    # -- a step ends, a step becomes ready -------------------------------------------------
+    def _finished(self, sid: str, out: Outcome) -> None:
+        if self.life[sid] == RUNNING:
+            for k, _ in self._slots(sid):
+                self.slots_used[k] -= 1
+        self.life.move(sid, out.status)
+        if out.status == RAN:
+            self.known[sid] = out.outputs
+            self.ran.add(sid)
+            self.bus.emit(ev.StepCompleted(self.run_id, sid, out.duration, out.outputs,
+                                           self.decisions[sid].key))
+        elif out.status == FAILED:
+            self._emit_failed(sid, out)
+        else:
+            self.bus.emit(ev.StepCancelled(self.run_id, sid, out.error or "cancelled", out.duration))
+        self._done(sid)
+
+    def _emit_failed(self, sid: str, out: Outcome) -> None:
+        import os
+
+        log = self.ctx.log_path(self.by_id[sid])
+        rel_log = os.path.relpath(log, self.pipeline.root) if os.path.exists(log) else ""
+        self.bus.emit(ev.StepFailed(self.run_id, sid, out.error, out.duration, out.exit_code,
+                                    rel_log, out.tail))
+
+    def _done(self, sid: str) -> None:
+        for dep in self.dependents[sid]:
+            self.unfinished[dep] -= 1
+            if self.unfinished[dep] == 0:
+                self._release(dep)
+
+    def _release(self, sid: str) -> None:
+        """All of the step's needs are finished: skip it, restore it, or make it ready."""
+        if self.interrupted:
+            return
+        if sid in self.cancelled:
+            self.life.move(sid, CANCELLED)
+            self.bus.emit(ev.StepCancelled(self.run_id, sid, "cancelled"))
+            return self._done(sid)
+        step = self.by_id[sid]
+        for n in step.needs:
+            state = self.life.state.get(n)
+            if state in (FAILED, SKIPPED, CANCELLED):
+                kind = {FAILED: "upstream_failed", SKIPPED: "upstream_skipped",
+                        CANCELLED: "upstream_cancelled"}[state]
+                self.life.move(sid, SKIPPED)
+                self.bus.emit(ev.StepSkipped(self.run_id, sid, str(Reason(kind, n))))
+                return self._done(sid)
+        d = self._decide(step)
+        if d.action == CACHED:
+            if restore(self.ctx, self.states, d):
+                self.life.move(sid, DONE_CACHED)
+                self.known[sid] = d.outputs
+                self.bus.emit(ev.StepCached(self.run_id, sid, d.reasons, d.key))
+                return self._done(sid)
+            d = Decision(sid, RUN, tuple(Reason("output_lost", p) for p in d.restore), d.key, d.material)
+        self.decisions[sid] = d
+        if d.action == ERROR:
+            self.life.move(sid, FAILED)
+            self._emit_failed(sid, Outcome(FAILED, error=word(d.reasons)))
+            return self._done(sid)
+        self.life.move(sid, READY)
+        heapq.heappush(self.ready, (-self.priority[sid], self.position[sid], sid))
+
+    def _decide(self, step) -> Decision:
+        """The plan's decision when nothing upstream ran; else decide again, now."""
+        d = self.decisions[step.id]
+        upstream_ran = [n for n in step.needs if n in self.ran]
+        if not upstream_ran and d.action != BLOCKED and (d.key or d.action == ERROR):
+            return d
+        fp = self.plan.fingerprints.get(step.id)
+        if fp is None or any(n in self.ran for n in step.data_needs):
+            fp = fingerprint(step, self.states, self.pipeline)  # upstream files are new
+        forced = self.force_all or step.id in self.force
+        upstream = {n: self.known[n] for n in step.data_needs}
+        new = planner.decide(self.pipeline, step, fp, upstream, self.store.state.record_heads([step.id]),
+                             forced, self.previous)
+        if new.action == CACHED and upstream_ran:  # early cut-off
+            new = Decision(new.step, CACHED, (Reason("upstream_unchanged"),) + new.reasons, new.key,
+                           new.material, new.outputs, new.restore)
+        return new

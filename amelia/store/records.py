@@ -1,0 +1,105 @@
+"""Step records by cache key (DESIGN §3, §12): what a step produced for one key.
+
+A record is written only after its step succeeded and its outputs are objects, so a
+record never points at nothing. `Records` is the local (SQLite) implementation of the
+`interfaces.RecordStore` seam (`get`, `save`, `heads`); the rest of its methods
+(`latest_detail`, `all_outputs`, `delete`, `clear`) serve the planner's reasons and
+`cache gc | verify` on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import NamedTuple
+
+
+class Record(NamedTuple):
+    """One step result: its cache key, its outputs (path → object digest), and the key
+    material it was computed from (what a later key is compared with for reasons).
+    Immutable; a NamedTuple rather than a dataclass because the fast no-op imports this
+    module and a dataclass costs ~0.6 ms to define."""
+
+    key: str
+    step: str
+    outputs: dict
+    detail: dict
+    run_id: str = ""
+    duration: float = 0.0
+    created: float | None = None  # set by the store when saved
+
+
+class RecordHead(NamedTuple):
+    """A record without its key material: enough to restore, plan and collect garbage."""
+
+    key: str
+    step: str
+    outputs: dict
+
+
+class Records:
+    """The `records` table of state.db, behind the narrow interface of interfaces.RecordStore."""
+
+    def __init__(self, db):
+        self._db = db  # StateDB: the shared connection, its lock and transaction()
+
+    # -- the seam (interfaces.RecordStore) --------------------------------------------
+    def get(self, key: str) -> Record | None:
+        with self._db.lock:
+            row = self._db.conn.execute(
+                "SELECT key, step, outputs, detail, run_id, duration, created FROM records WHERE key=?",
+                (key,)).fetchone()
+        if not row:
+            return None
+        return Record(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4] or "", row[5] or 0.0,
+                      row[6])
+
+    def save(self, record: Record) -> None:
+        created = time.time() if record.created is None else record.created
+        with self._db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)",
+                         (record.key, record.step, json.dumps(record.outputs, sort_keys=True),
+                          json.dumps(record.detail, sort_keys=True), created, record.run_id,
+                          record.duration))
+
+    def heads(self, steps) -> dict:
+        """key → (step, outputs) of every record of the given step ids (what the planner looks keys up in)."""
+        steps = list(steps)
+        out = {}
+        with self._db.lock:
+            for i in range(0, len(steps), 500):
+                chunk = steps[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, step, outputs in self._db.conn.execute(
+                        f"SELECT key, step, outputs FROM records WHERE step IN ({marks})", chunk):
+                    out[key] = (step, json.loads(outputs))
+        return out
+
+    # -- local only ----------------------------------------------------------------------
+    def latest_detail(self, step: str) -> dict | None:
+        """The key material of the step's last good result: the key of its last ran/cached
+        row in run history (index run_steps_step), else its newest record."""
+        with self._db.lock:
+            row = self._db.conn.execute(
+                "SELECT r.detail FROM run_steps s JOIN records r ON r.key = s.key "
+                "WHERE s.step=? AND s.status IN ('ran', 'cached') ORDER BY s.started DESC LIMIT 1",
+                (step,)).fetchone()
+            if not row:
+                row = self._db.conn.execute(
+                    "SELECT detail FROM records WHERE step=? ORDER BY created DESC LIMIT 1", (step,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def all_outputs(self) -> list[RecordHead]:
+        """Every record's (key, step, outputs), newest first: for `cache gc` and `cache verify`."""
+        with self._db.lock:
+            rows = self._db.conn.execute(
+                "SELECT key, step, outputs FROM records ORDER BY created DESC, key").fetchall()
+        return [RecordHead(k, s, json.loads(o)) for k, s, o in rows]
+
+    def delete(self, keys) -> None:
+        with self._db.transaction() as conn:
+            conn.executemany("DELETE FROM records WHERE key=?", [(k,) for k in keys])
+
+    def clear(self) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM records")

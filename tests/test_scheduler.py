@@ -1,0 +1,167 @@
+"""amelia.scheduler in process: a fake step kind whose steps finish when the test says so.
+
+No sleeps decide an outcome: steps wait on events, and the log of starts and ends is
+checked for order (a long step beside a short chain, a join, cancellation, failures).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import pytest
+
+import fakes.fake_kind as fake
+from amelia import events as ev
+from amelia import planner, steps
+from amelia.fingerprint import FileStates, Fingerprint
+from amelia.scheduler import Lifecycle, Scheduler
+from amelia.spec import Pipeline, Step, canonical_json
+from amelia.store import Store
+
+
+@pytest.fixture(autouse=True)
+def fake_kind(monkeypatch):
+    monkeypatch.setitem(steps.KINDS, "fake", steps.Kind("fake", "fakes.fake_kind", (), (), calls_models=True))
+    fake.reset()
+    fake.MODEL = None
+    yield
+    for sid in list(fake._gates):
+        fake.release(sid)
+
+
+def mkstep(sid, needs=(), mode="ok") -> Step:
+    return Step(id=sid, kind="fake", definition=canonical_json({"fake": mode, "id": sid}),
+                needs=tuple(needs), config={"fake": mode})
+
+
+def run(tmp_path, *step_list, jobs=4, control=None):
+    """Plan and run the steps; `control(scheduler)` runs on a thread beside the run."""
+    pipeline = Pipeline(name="t", file="amelia.yaml", root=str(tmp_path), digest="d", params={},
+                        env_names=(), steps=tuple(step_list))
+    store = Store(str(tmp_path))
+    fps = {s.id: Fingerprint() for s in step_list}
+    plan = planner.plan(pipeline, fps, {})
+    events = []
+    bus = ev.Bus()
+    bus.subscribe(events.append)
+    sched = Scheduler(pipeline, plan, store, FileStates(str(tmp_path), {}), bus, "run-1", jobs)
+    helper = None
+    if control:
+        helper = threading.Thread(target=control, args=(sched,), daemon=True)
+        helper.start()
+    result = sched.run()
+    if helper:
+        helper.join(10)
+    store.close()
+    return result, events
+
+
+def test_a_short_chain_does_not_wait_for_an_unrelated_long_step(tmp_path):
+    def control(sched):
+        assert fake.started("long")
+        # The chain a → b → c finishes while `long` is still running...
+        for _ in range(1000):
+            if ("end", "c") in fake.LOG:
+                break
+            threading.Event().wait(0.005)
+        assert ("end", "long") not in fake.LOG
+        fake.release("long")
+
+    result, _ = run(tmp_path, mkstep("long", mode="wait"), mkstep("a"), mkstep("b", ["a"]),
+                    mkstep("c", ["b"]), control=control)
+    assert result["status"] == "ok"
+    assert fake.LOG.index(("end", "c")) < fake.LOG.index(("end", "long"))
+    assert result["counts"]["ran"] == 4
+
+
+def test_a_join_runs_once_after_all_its_needs(tmp_path):
+    def control(sched):
+        assert fake.started("slow")
+        fake.release("slow")
+
+    result, _ = run(tmp_path, mkstep("fast"), mkstep("slow", mode="wait"),
+                    mkstep("join", ["fast", "slow"]), control=control)
+    assert fake.LOG.count(("start", "join")) == 1
+    assert fake.LOG.index(("start", "join")) > fake.LOG.index(("end", "slow"))
+    assert fake.LOG.index(("start", "join")) > fake.LOG.index(("end", "fast"))
+    assert result["statuses"]["join"] == "ran"
+
+
+def test_jobs_bound_how_many_run_at_once(tmp_path):
+    result, _ = run(tmp_path, *[mkstep(f"s{i}") for i in range(6)], jobs=1)
+    assert fake.RUNNING["most"] == 1 and result["counts"]["ran"] == 6
+
+
+def test_per_model_concurrency_bounds_steps_of_that_model(tmp_path):
+    from amelia.model_config import ModelConfig
+
+    fake.MODEL = ModelConfig(name="m", provider="openai", model="x", concurrency=1)
+
+    def control(sched):
+        assert fake.started("s0") or fake.started("s1")
+        threading.Event().wait(0.05)
+        fake.release("s0")
+        fake.release("s1")
+
+    run(tmp_path, mkstep("s0", mode="wait"), mkstep("s1", mode="wait"), jobs=2, control=control)
+    assert fake.RUNNING["most"] == 1
+
+
+def test_a_failure_stops_its_dependents_and_not_the_other_branches(tmp_path):
+    result, events = run(tmp_path, mkstep("bad", mode="fail"), mkstep("after", ["bad"]),
+                         mkstep("after2", ["after"]), mkstep("other"), mkstep("other2", ["other"]))
+    st = result["statuses"]
+    assert result["status"] == "failed"
+    assert st["bad"] == "failed" and st["after"] == "skipped" and st["after2"] == "skipped"
+    assert st["other"] == "ran" and st["other2"] == "ran"
+    skipped = {e.step: e.reason for e in events if isinstance(e, ev.StepSkipped)}
+    assert skipped == {"after": "upstream bad failed", "after2": "upstream after did not run"}
+
+
+def test_cancelling_one_step_skips_its_dependents_only(tmp_path):
+    def control(sched):
+        assert fake.started("hang")
+        sched.cancel("hang")
+
+    result, events = run(tmp_path, mkstep("hang", mode="hang"), mkstep("after", ["hang"]),
+                         mkstep("other"), control=control)
+    st = result["statuses"]
+    assert st["hang"] == "cancelled" and st["after"] == "skipped" and st["other"] == "ran"
+    assert result["status"] == "cancelled"
+    assert any(isinstance(e, ev.StepCancelled) and e.step == "hang" for e in events)
+
+
+def test_cancelling_a_step_before_it_starts(tmp_path):
+    def control(sched):
+        assert fake.started("first")
+        sched.cancel("second")
+        fake.release("first")
+
+    result, _ = run(tmp_path, mkstep("first", mode="wait"), mkstep("second", ["first"]), control=control)
+    assert result["statuses"]["second"] == "cancelled"
+    assert ("start", "second") not in fake.LOG
+
+
+def test_interrupt_stops_running_steps_and_starts_no_more(tmp_path):
+    def control(sched):
+        assert fake.started("hang")
+        sched.interrupt(signal.SIGINT)
+
+    result, events = run(tmp_path, mkstep("hang", mode="hang"), mkstep("after", ["hang"]), jobs=1,
+                         control=control)
+    assert result["status"] == "interrupted" and result["signal"] == signal.SIGINT
+    assert result["statuses"]["hang"] == "cancelled"
+    assert ("start", "after") not in fake.LOG
+    assert isinstance(events[-1], ev.RunFinished) and events[-1].status == "interrupted"
+
+
+def test_lifecycle_refuses_illegal_moves():
+    life = Lifecycle(["a"])
+    life.move("a", "ready")
+    life.move("a", "running")
+    life.move("a", "ran")
+    with pytest.raises(RuntimeError, match="ran -> running"):
+        life.move("a", "running")
+    with pytest.raises(RuntimeError):
+        Lifecycle(["b"]).move("b", "ran")  # a step that never ran cannot have run
