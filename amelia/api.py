@@ -148,14 +148,14 @@ def open_project(file: str | None, params=(), create: bool = True, models=()):
         return (pipeline or resolve_file(path, overrides, raw, digest)), None
     store = Store(root)
     if pipeline is None:
-        cached = store.state.pipeline(digest)
+        cached = store.pipelines.get(digest)
         if cached is not None:
             pipeline = Pipeline.from_json(cached)
             if not _sources_unchanged(pipeline):
                 pipeline = None
         if pipeline is None:
             pipeline = resolve_file(path, overrides, raw, digest)
-            store.state.save_pipeline(digest, pipeline.to_json())
+            store.pipelines.save(digest, pipeline.to_json())
     return pipeline, store
 
 
@@ -176,7 +176,7 @@ class PreviousMaterial:
 
     def get(self, step: str, default=None):
         if step not in self.cache:
-            self.cache[step] = self.store.state.latest_detail(step)
+            self.cache[step] = self.store.records.latest_detail(step)
         return self.cache[step] if self.cache[step] is not None else default
 
 
@@ -193,10 +193,10 @@ def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
             raise UsageError(f"unknown step '{sid}'", hint=did_you_mean(sid, by_id) or
                              f"steps are: {', '.join(by_id)}")
     selected = planner.selection(pipeline, tuple(only)) if only else None
-    states = FileStates(pipeline.root, store.state.file_states())
+    states = FileStates(pipeline.root, store.memo.load())
     fps = {s.id: fingerprint(s, states, pipeline) for s in pipeline.steps
            if selected is None or s.id in selected}
-    records = store.state.record_heads(fps)
+    records = store.records.heads(fps)
     previous = PreviousMaterial(store)
     plan = planner.plan(pipeline, fps, records, frozenset(force), force_all, selected, previous)
     return plan, states, previous
@@ -233,7 +233,7 @@ def _show_plan(pipeline, store, opts, out) -> dict:
     """`plan`, `run --dry-run`, `run --check`: say what would run and why; run nothing."""
     plan, states, _ = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
     decisions = list(plan.decisions)
-    store.state.save_file_states(states.updates)
+    store.memo.save(states.updates)
     from .render import plan_json, plan_text
 
     out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
@@ -260,7 +260,7 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
 
     run_id = new_run_id()
     bus = ev.Bus()
-    bus.subscribe(RecordReporter(store.state, list(opts.argv)))
+    bus.subscribe(RecordReporter(store.history, list(opts.argv)))
     if opts.json:
         bus.subscribe(JsonReporter(out))
     elif _is_tty(out):
@@ -275,7 +275,7 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
                           frozenset(opts.force), opts.force_all, previous)
     with stop_signals(scheduler.interrupt):
         result = scheduler.run()
-    store.state.save_file_states(states.updates)
+    store.memo.save(states.updates)
     result["run_id"] = run_id
     if result["status"] == "interrupted":
         from .errors import Interrupted
@@ -320,13 +320,15 @@ def _record_noop(pipeline, store, plan, states, opts, out, started: float) -> di
 
     from .render import summary_line
 
+    from .store import StepRow
+
     run_id = new_run_id()
     counts = {"ran": 0, "cached": len(plan.decisions), "failed": 0, "skipped": 0}
-    rows = [(run_id, d.step, "cached", "", d.key, started, 0.0, None, None) for d in plan.decisions]
-    store.state.start_run(run_id, pipeline.name, pipeline.file, list(opts.argv))
+    rows = [StepRow(run_id, d.step, "cached", "", d.key, started, 0.0) for d in plan.decisions]
+    store.history.start_run(run_id, pipeline.name, pipeline.file, list(opts.argv))
     duration = time.time() - started
-    store.state.finish_run(run_id, "ok", {"counts": counts, "duration": duration}, rows, [])
-    store.state.save_file_states(states.updates)
+    store.history.finish_run(run_id, "ok", {"counts": counts, "duration": duration}, rows)
+    store.memo.save(states.updates)
     out.write(summary_line("ok", counts, duration, run_id) + "\n")
     return {"status": "ok", "counts": counts, "run_id": run_id}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from . import events as ev
 from .processes import CancelToken, ProcessGroups, StepCancelled
 from .steps import KINDS, StepError, implementation
+from .store import Record
 
 MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
 
@@ -150,7 +151,7 @@ def execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Out
         return Outcome("failed", time.monotonic() - started,
                        error=f"internal error: {type(e).__name__}: {e}", tail=traceback.format_exc(limit=5))
     duration = time.monotonic() - started
-    ctx.store.state.save_record(decision.key, step.id, outputs, decision.material, ctx.run_id, duration)
+    ctx.store.records.save(Record(decision.key, step.id, outputs, decision.material, ctx.run_id, duration))
     return Outcome("ran", duration, outputs)
 
 

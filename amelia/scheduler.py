@@ -307,7 +307,7 @@ class Scheduler:
             fp = fingerprint(step, self.states, self.pipeline)  # upstream files are new
         forced = self.force_all or step.id in self.force
         upstream = {n: self.known[n] for n in step.data_needs}
-        new = planner.decide(self.pipeline, step, fp, upstream, self.store.state.record_heads([step.id]),
+        new = planner.decide(self.pipeline, step, fp, upstream, self.store.records.heads([step.id]),
                              forced, self.previous)
         if new.action == CACHED and upstream_ran:  # early cut-off
             new = Decision(new.step, CACHED, (Reason("upstream_unchanged"),) + new.reasons, new.key,

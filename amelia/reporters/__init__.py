@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 from .. import events as ev
 from ..reasons import word
 from ..render import fmt_seconds, summary_line
+from ..store import EventRow, StepRow, UsageRow
 
 
 class PlainReporter:
@@ -64,48 +66,45 @@ class JsonReporter:
 
 
 class RecordReporter:
-    """The run's history in state.db: the run row, each step's outcome, the events."""
+    """The run's history (store.history): the run, one StepRow per step, usage, events."""
 
-    def __init__(self, state, argv: list):
-        self.state = state
+    def __init__(self, history, argv: list):
+        self.history = history
         self.argv = argv
-        self.rows: dict = {}
+        self.rows: dict = {}  # step → StepRow
         self.events: list = []
-        self.started: dict = {}
         self.calls: dict = {}  # step → model calls so far
 
+    def _row(self, e, status: str, reason: str = "", **fields) -> None:
+        """The step's row, made on its first event and updated by the later ones."""
+        row = self.rows.get(e.step) or StepRow(e.run_id, e.step, status, reason, None, e.time, 0.0)
+        self.rows[e.step] = replace(row, status=status, **({"reason": reason} if reason else {}), **fields)
+
     def __call__(self, e: ev.Event) -> None:
-        self.events.append((e.run_id, len(self.events), e.time, e.type,
-                            json.dumps(e.to_dict(), default=str)))
+        self.events.append(EventRow(e.run_id, len(self.events), e.time, e.type,
+                                    json.dumps(e.to_dict(), default=str)))
         if isinstance(e, ev.RunStarted):
-            self.state.start_run(e.run_id, e.pipeline, e.file, self.argv)
+            self.history.start_run(e.run_id, e.pipeline, e.file, self.argv)
         elif isinstance(e, ev.StepStarted):
-            self.started[e.step] = e.time
-            self.rows[e.step] = [e.run_id, e.step, "running", word(e.reasons), None, e.time,
-                                 None, None, None]
+            self._row(e, "running", word(e.reasons), duration=None)
         elif isinstance(e, ev.StepCached):
-            self.rows[e.step] = [e.run_id, e.step, "cached", word(e.reasons), e.key, e.time,
-                                 0.0, None, None]
+            self._row(e, "cached", word(e.reasons), key=e.key)
         elif isinstance(e, ev.StepCompleted):
-            row = self.rows[e.step]
-            row[2], row[4], row[6] = "ran", e.key, e.duration
+            self._row(e, "ran", key=e.key, duration=e.duration)
         elif isinstance(e, ev.StepFailed):
-            row = self.rows.setdefault(e.step, [e.run_id, e.step, "", "", None, e.time, 0.0, None, None])
-            row[2], row[6], row[7], row[8] = "failed", e.duration, e.exit_code, e.error
+            self._row(e, "failed", duration=e.duration, exit_code=e.exit_code, error=e.error)
         elif isinstance(e, ev.StepSkipped):
-            self.rows[e.step] = [e.run_id, e.step, "skipped", e.reason, None, e.time, 0.0, None, None]
+            self._row(e, "skipped", e.reason)
         elif isinstance(e, ev.StepCancelled):
-            row = self.rows.setdefault(e.step, [e.run_id, e.step, "", "", None, e.time, 0.0, None, None])
-            row[2], row[6], row[8] = "cancelled", e.duration, e.reason
+            self._row(e, "cancelled", duration=e.duration, error=e.reason)
         elif isinstance(e, ev.ModelCalled):
             self.calls[e.step] = self.calls.get(e.step, 0) + 1
-            self.state.add_usage((e.run_id, e.step, self.calls[e.step], e.provider, e.model,
-                                  e.input_tokens, e.output_tokens, e.cached_tokens,
-                                  e.cache_write_tokens, e.latency, e.retries, e.cost, e.time))
+            self.history.add_usage(UsageRow(e.run_id, e.step, self.calls[e.step], e.provider, e.model,
+                                            e.input_tokens, e.output_tokens, e.cached_tokens,
+                                            e.cache_write_tokens, e.latency, e.retries, e.cost, e.time))
         elif isinstance(e, ev.RunFinished):
             summary = {"counts": e.counts, "duration": e.duration}
-            self.state.finish_run(e.run_id, e.status, summary,
-                                  [tuple(r) for r in self.rows.values()], self.events)
+            self.history.finish_run(e.run_id, e.status, summary, list(self.rows.values()), self.events)
 
 
 class LogFileReporter:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 @dataclass(frozen=True)
 class StepRow:
-    """What one step did in one run. status: running | ran | cached | failed | skipped."""
+    """What one step did in one run. status: running | ran | cached | failed | skipped | cancelled."""
 
     run_id: str
     step: str
