@@ -239,17 +239,40 @@ def _show_plan(pipeline, store, opts, out) -> dict:
     out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
     out.flush()
     if plan.errors():
-        from .errors import PlanError
-        from .reasons import word
-
-        bad = plan.errors()
-        raise PlanError("; ".join(f"step '{d.step}' cannot run: {word(d.reasons)}" for d in bad),
-                        hint="create the file, fix the path in `inputs`, or add the step that writes it")
+        _raise_plan_errors(pipeline, plan.errors())
     if opts.check and plan.stale():
         n = len(plan.stale())
         raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
                            hint="run `amelia run` and commit the outputs")
     return {"status": "ok", "plan": decisions}
+
+
+def _raise_plan_errors(pipeline: Pipeline, bad: list) -> None:
+    """Steps that cannot run as declared, each located at the key that declares the input
+    (the file is parsed again for the positions: this is the error path only)."""
+    from .errors import PlanError, raise_all
+    from .loader import load_file
+
+    loaded = load_file(pipeline.file)
+    source = loaded.source
+    errors = []
+    for d in bad:
+        for r in d.reasons:
+            declared = _raw_inputs(loaded.data, d.step)
+            where = ("steps", d.step, "inputs")
+            if r.subject in declared and isinstance(declared, list):
+                where += (declared.index(r.subject),)
+            hint = ("create the file, fix the path, or add the step that writes it (as its `output`)"
+                    if r.kind == "missing_input" else "")
+            errors.append(PlanError(f"step '{d.step}' cannot run: {r}", source.locate(where), hint))
+    raise_all(errors)
+
+
+def _raw_inputs(data, sid: str):
+    try:
+        return data["steps"][sid].get("inputs") or []
+    except (AttributeError, KeyError, TypeError):
+        return []
 
 
 def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:

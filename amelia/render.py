@@ -20,8 +20,9 @@ def plan_text(pipeline, decisions) -> str:
         lines.append(f"{d.action:<7} {d.step:<{width}}  {why}".rstrip())
     order = ("run", "blocked", "cached", "error")
     summary = ", ".join(f"{counts[a]} {a}" for a in order if counts.get(a))
-    stale = counts.get("run", 0) + counts.get("blocked", 0) + counts.get("error", 0)
-    verdict = "up to date" if not stale else f"{stale} to run"
+    stale = counts.get("run", 0) + counts.get("blocked", 0)
+    verdict = ", ".join(([f"{stale} to run"] if stale else []) +
+                        ([f"{counts['error']} cannot run"] if counts.get("error") else [])) or "up to date"
     lines.append(f"amelia: plan for {pipeline.name}: {verdict} ({summary})")
     return "\n".join(lines) + "\n"
 

@@ -277,3 +277,49 @@ def test_directory_outputs_are_cached_and_restored(project):
     assert "0 ran, 2 cached" in r.stdout
     assert project.read("build/site/sub/b.txt") == "b\n"
     assert not project.exists("build/site/extra.txt")
+
+
+MISSING_INPUT = """\
+    amelia: 1
+    name: demo
+    steps:
+      a:
+        run: cat missing/file.txt > out.txt
+        inputs: [README.md, missing/file.txt]
+        output: out.txt
+      b:
+        run: echo b > b.txt
+        output: b.txt
+    """
+
+MISSING_INPUT_ERROR = """\
+amelia.yaml:6:25: error: step 'a' cannot run: input 'missing/file.txt' does not exist and no step writes it
+  at steps.a.inputs[1]
+   6 |     inputs: [README.md, missing/file.txt]
+                               ^
+  hint: create the file, fix the path, or add the step that writes it (as its `output`)
+"""
+
+
+@pytest.mark.parametrize("args", [("plan",), ("run", "--dry-run"), ("run", "--check")])
+def test_plan_exits_2_naming_a_step_that_cannot_run(project, args):
+    project.pipeline(MISSING_INPUT)
+    project.write("README.md", "hi")
+    r = project.run(*args)
+    assert r.returncode == 2
+    assert r.stderr == MISSING_INPUT_ERROR
+    assert "error   a  input 'missing/file.txt' does not exist and no step writes it" in r.stdout
+    assert "amelia: plan for demo: 1 to run, 1 cannot run (1 run, 1 error)" in r.stdout
+
+
+def test_plan_json_gives_reasons_as_data(project):
+    project.pipeline(MISSING_INPUT.replace(", missing/file.txt", "").replace("cat missing/file.txt", "cat README.md"))
+    project.write("README.md", "hi")
+    project.run("run", check=0)
+    project.write("README.md", "changed")
+    r = project.run("plan", "--json", check=0)
+    steps = {s["step"]: s for s in json.loads(r.stdout)["steps"]}
+    assert steps["a"]["action"] == "run"
+    assert steps["a"]["reasons"] == [{"kind": "input_changed", "subject": "README.md",
+                                      "text": "input README.md changed"}]
+    assert steps["b"] == {"step": "b", "action": "cached", "reasons": [], "key": steps["b"]["key"]}
