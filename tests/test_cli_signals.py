@@ -160,3 +160,37 @@ def test_a_short_chain_starts_while_a_long_step_runs(project):
     fast = float(project.read("fast.txt"))
     after2 = float(project.read("after2.txt"))
     assert after2 - fast < 2.0, f"the chain waited {after2 - fast:.1f}s for the unrelated slow step"
+
+
+def test_ctrl_c_stops_a_run_waiting_on_a_model_call(project):
+    """A model call cannot be interrupted: the run abandons it after the grace and exits."""
+    from fakes import FakeOpenAI, Reply
+
+    with FakeOpenAI(Reply(text="late", hang=30)) as oai:
+        project.pipeline(f"""\
+            amelia: 1
+            models:
+              default: {{provider: openai, base_url: "{oai.base_url}", model: fake, retries: 0}}
+            steps:
+              ask:
+                agent: {{system: You answer.}}
+                prompt: Say hi.
+                output: answer.md
+              side:
+                run: "echo $$ > side.pid; sleep 30"
+            """)
+        proc = _start(project, "run", "--jobs", "2")
+        _wait_for(project, "side.pid")
+        deadline = time.monotonic() + 10
+        while not oai.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert oai.requests, "the model was never called"
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t
+    assert proc.returncode == 130, err
+    assert took < 3.5, f"exit took {took:.1f}s"
+    assert "Traceback" not in err
+    assert not (project.root / "answer.md").exists()
+    assert _none_alive([int(project.read("side.pid"))], within=1.0)
