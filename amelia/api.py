@@ -300,6 +300,13 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
         result = scheduler.run()
     store.memo.save(states.updates)
     result["run_id"] = run_id
+    if result["record_error"] is not None:
+        from .errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"the results of this run could not be saved in the cache: "
+                                 f"{result['record_error']}",
+                                 hint="check the disk under .amelia/ (space, permissions); "
+                                      "the steps will run again next time")
     if result["status"] == "interrupted":
         from .errors import Interrupted
 

@@ -59,11 +59,12 @@ def models(pipeline, root: str, timeout: float = 3.0) -> list:
     """
     from .loader import load_file
     from .providers.keys import load_env
-    from .resolve_agents import model_configs
+    from .resolve.models import model_configs
+    from .steps import models as models_of
 
     env = load_env(root)
     declared = model_configs(load_file(pipeline.file).data, {}, lambda *a, **k: None)
-    used = {s.config["model"]["name"] for s in pipeline.steps if s.kind == "agent"}
+    used = {m.name for s in pipeline.steps for m in models_of(s)}
     out = []
     for name, cfg in declared.items():
         var = cfg.key_env()

@@ -7,12 +7,14 @@ the persona, the model's settings and the prompt and schema texts), the content 
 each input, the recorded output hashes of each upstream step it reads, and the names
 (never the values) of the env vars it may read.
 
-Everything that decides what a key covers is here; resolve calls `definition` when it
-builds a step, the planner calls `key_material` and `cache_key`. Changing what any of
-them produce for the same pipeline changes keys: bump CACHE_FORMAT_VERSION then, and
-update the pinned keys in tests/test_keys.py.
+Everything that decides what a key covers is here, except each kind's own material,
+which the kind contributes through its `key_material` hook (steps registry) from its
+resolved config. Resolve calls `definition` when it builds a step, the planner calls
+`key_material` and `cache_key`. Changing what any of them produce for the same pipeline
+changes keys: bump CACHE_FORMAT_VERSION then, and update the pinned keys in
+tests/test_cache_keys.py.
 
-No I/O and no imports from the rest of amelia (spec re-exports from here).
+No I/O; no imports from the rest of amelia at import time (spec re-exports from here).
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ COSMETIC_FIELDS = ("description", "needs", "timeout")
 # The settings of a model that change its answers. Never the API key, nor how a call
 # is made (timeout, retries, concurrency).
 MODEL_KEY_FIELDS = ("provider", "model", "base_url", "temperature", "max_tokens")
-# What an agent step resolved that changes its answer, besides its model.
-AGENT_KEY_FIELDS = ("system", "prompt", "schema", "repairs")
 
 
 def canonical_json(value) -> str:
@@ -46,40 +46,23 @@ def model_material(model) -> dict:
     return {k: get(k) for k in MODEL_KEY_FIELDS}
 
 
-# -- each kind's part of the definition --------------------------------------------------
-
-def _run_material(definition: dict, config: dict) -> None:
-    """A command step: its command text (templates as written) is in the definition."""
-
-
-def _agent_material(definition: dict, config: dict) -> None:
-    """The persona, the model's settings and the prompt/schema texts change the answer,
-    wherever in the file (or in which file) they are written."""
-    agent = {k: config[k] for k in AGENT_KEY_FIELDS}
-    agent["model"] = model_material(config["model"])
-    definition["agent"] = agent
-    definition.pop("model", None)
-    definition.pop("schema", None)
-
-
-KIND_MATERIAL = {"run": _run_material, "agent": _agent_material}
-
-
-def definition(kind: str, data: dict, inputs, outputs, static_vars: dict, config: dict) -> str:
+def definition(kind: str, data: dict, inputs, outputs, static_vars: dict, config) -> str:
     """A step's normalised definition, as the canonical JSON that goes into its key.
 
     data: the step's mapping as written; inputs/outputs: normalised paths; static_vars:
-    env name → value of each param (or name) the step reads; config: what the kind
-    resolved (for an agent: model, system, prompt, schema, repairs).
+    env name → value of each param (or name) the step reads; config: what its kind
+    resolved (its typed CONFIG), whose `key_material` hook gives the kind's part: entries
+    that stand in for the fields as written that the kind names in KEY_REPLACES.
     """
-    d = {k: v for k, v in data.items() if k not in COSMETIC_FIELDS}
+    from . import steps
+
+    material, replaces = steps.key_material(kind, config)
+    d = {k: v for k, v in data.items() if k not in COSMETIC_FIELDS and k not in replaces}
     d["inputs"] = list(inputs)
     d.pop("output", None)
     d["outputs"] = list(outputs)
     d["static_vars"] = static_vars  # param values the step reads
-    material = KIND_MATERIAL.get(kind)
-    if material is not None:
-        material(d, config)
+    d.update(material)
     return canonical_json(d)
 
 

@@ -1,46 +1,23 @@
-"""Agent steps at resolve time: models, personas, prompt and schema files.
+"""The agent step kind at resolve time: persona, model, prompt and schema files.
 
-Turns `models:`, `agents:` and an agent step's `agent`/`model`/`prompt`/`schema` into
-plain data the agent step kind executes and the cache key covers. Prompt and schema
-files are read here: their text is part of the resolved pipeline, and their hashes
-are recorded so that editing one invalidates the cached resolution.
+Owned by the agent kind (steps/agent.py) and called only through its `resolve` hook:
+turns an agent step's `agent`/`model`/`prompt`/`schema`/`repairs` (and the `agents:`
+persona it names) into an AgentConfig. Prompt and schema files are read here: their
+text is part of the resolved pipeline, and their hashes are recorded so that editing
+one invalidates the cached resolution.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-from dataclasses import asdict
+from dataclasses import replace
 
-from .errors import Location, did_you_mean
-from .model_config import ModelConfig
+from .errors import did_you_mean
+from .steps import Resolved
+from .steps.agent import DEFAULT_REPAIRS, AgentConfig
 
-DEFAULT_MODEL = {"provider": "local"}  # `default` when the file declares none: offline
-DEFAULT_REPAIRS = 2
 _PATHLIKE = re.compile(r"^[\w./-]+\.[A-Za-z0-9]+$")
-
-
-def model_configs(doc: dict, overrides: dict, err) -> dict:
-    """name → ModelConfig for every model under `models:` (plus the built-in default)."""
-    declared = dict(doc.get("models") or {})
-    declared.setdefault("default", DEFAULT_MODEL)
-    out = {}
-    for name, spec in declared.items():
-        out[name] = _config(name, spec)
-    for name, target in overrides.items():
-        if target not in out:
-            err(f"--model {name}={target}: no model named '{target}'", ("models",),
-                did_you_mean(target, out) or f"models are: {', '.join(out)}")
-            continue
-        out[name] = out[target]
-    return out
-
-
-def _config(name: str, spec: dict) -> ModelConfig:
-    fields = {k: v for k, v in spec.items() if k in ModelConfig.__dataclass_fields__}
-    return ModelConfig(name=name, **fields)
 
 
 def is_prompt_file(text: str) -> bool:
@@ -48,61 +25,33 @@ def is_prompt_file(text: str) -> bool:
     return "\n" not in text and "${{" not in text and bool(_PATHLIKE.match(text.strip()))
 
 
-def read_text_file(root: str, rel: str) -> tuple[str | None, str]:
-    """(text, sha256) of a project file, or (None, why)."""
-    from . import paths
-
-    problem = paths.confinement_problem(rel, root)
-    if problem:
-        return None, f"path '{rel}' {problem}"
-    full = os.path.join(root, rel)
-    try:
-        with open(full, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        return None, f"file '{rel}' does not exist"
-    except IsADirectoryError:
-        return None, f"'{rel}' is a directory"
-    try:
-        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
-    except UnicodeDecodeError:
-        return None, f"file '{rel}' is not UTF-8 text"
-
-
-def file_location(file: str, text: str, offset: int, key_path: str = "") -> Location:
-    """Where `offset` in a prompt file's text is; key_path names the key that reads it."""
-    line = text.count("\n", 0, offset) + 1
-    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    lines = text.splitlines()
-    snippet = lines[line - 1] if 0 < line <= len(lines) else ""
-    return Location(file, line, col, key_path, snippet)
-
-
 class AgentResolution:
-    """One agent step's persona, model, prompt and schema; errors go to `err`.
+    """One agent step's persona, model, prompt and schema; errors go to `ctx.err`.
 
-    doc: the step's resolve.document.Document (its `agents:` and models); root: the
-    project root, where prompt and schema files are read; sid: the step's id in doc.
+    ctx: resolve.kinds.KindContext (the step's document, the project root, where prompt
+    and schema files are read); sid: the step's id in its document; data: its mapping.
     """
 
-    def __init__(self, doc, root: str, err, sid: str, data: dict):
-        self.doc = doc
-        self.root = root
-        self.err = err
+    def __init__(self, ctx, sid: str, data: dict):
+        self.ctx = ctx
         self.sid = sid
         self.data = data
-        self.base = ("steps", sid)
+        self.base = ctx.base
         self.sources: list = []  # (path, sha256) of files read
         self.texts: list = []  # (text, yaml path, file or None): where templates are
         self.ok = True
 
     def _err(self, message, path, hint=""):
         self.ok = False
-        self.err(message, path, hint)
+        self.ctx.err(message, path, hint)
 
-    def resolve(self) -> dict | None:
+    def resolve(self) -> Resolved:
+        config = self._config()
+        return Resolved(config if self.ok else None, tuple(self.texts), tuple(self.sources))
+
+    def _config(self) -> AgentConfig | None:
         agent = self.data["agent"]
-        agents = self.doc.data.get("agents") or {}
+        agents = self.ctx.doc.data.get("agents") or {}
         if isinstance(agent, str):
             if agent not in agents:
                 self._err(f"unknown agent '{agent}'", self.base + ("agent",),
@@ -126,19 +75,16 @@ class AgentResolution:
             return None
         temperature = persona.get("temperature")
         if temperature is not None:
-            model = ModelConfig(**{**asdict(model), "temperature": temperature})
-        return {
-            "model": asdict(model),
-            "system": system,
-            "prompt": prompt,
-            "schema": schema,
-            "repairs": self.data.get("repairs", DEFAULT_REPAIRS),
-        }
+            model = replace(model, temperature=temperature)
+        return AgentConfig(model=model, system=system, prompt=prompt, schema=schema,
+                           repairs=self.data.get("repairs", DEFAULT_REPAIRS))
 
-    def _model(self, ref, path) -> ModelConfig | None:
+    def _model(self, ref, path):
         if isinstance(ref, dict):
-            return _config("<inline>", ref)
-        models = self.doc.models
+            from .resolve.models import model_config
+
+            return model_config("<inline>", ref)
+        models = self.ctx.models
         if ref not in models:
             self._err(f"unknown model '{ref}'", path,
                       did_you_mean(ref, models) or f"models are: {', '.join(models)}")
@@ -152,7 +98,7 @@ class AgentResolution:
             self.texts.append((text, path, None))
             return text
         rel = text.strip()
-        content, sha = read_text_file(self.root, rel)
+        content, sha = self.ctx.read_text(rel)
         if content is None:
             self._err(f"prompt {sha}", path, "give a prompt file relative to the project root, "
                       "or write the prompt inline with `prompt: |`")
@@ -167,7 +113,7 @@ class AgentResolution:
         value = self.data["schema"]
         path = self.base + ("schema",)
         if isinstance(value, str):
-            content, sha = read_text_file(self.root, value.strip())
+            content, sha = self.ctx.read_text(value.strip())
             if content is None:
                 self._err(f"schema {sha}", path, "give a JSON Schema file, or the schema inline")
                 return None

@@ -17,6 +17,7 @@ from . import events as ev
 from .processes import CancelToken, ProcessGroups, StepCancelled
 from .steps import KINDS, StepError, implementation
 from .store import Record
+from .store.commit import GroupCommit
 
 MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
 
@@ -32,6 +33,7 @@ class RunContext:
         self.bus = bus
         self.jobs = jobs
         self.processes = ProcessGroups()
+        self.commit = GroupCommit(store.objects, store.records)
         self._lock = threading.Lock()
         self.logs = store.logs_dir(run_id)
         self._llm = None
@@ -58,9 +60,11 @@ class RunContext:
             self.bus.emit(ev.StepProgress(self.run_id, step_id, message))
 
     def close(self) -> None:
+        """End of the run: every record saved (commit.error says if one could not be)."""
         if self._llm is not None:
             self._llm.close()
         self.processes.close()
+        self.commit.flush()
 
     def log_path(self, step) -> str:
         return os.path.join(self.logs, f"{step.id}.log")
@@ -71,7 +75,7 @@ class RunContext:
         limit: the most one value may hold (commands get them as environment variables,
         which Linux caps); None for prompts.
         """
-        out = dict(step.config.get("static_vars", {}))
+        out = dict(step.static_vars)
         by_id = self.pipeline.by_id()
         for var in step.vars:
             parts = var.ref.split(".")
@@ -151,7 +155,7 @@ def execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Out
         return Outcome("failed", time.monotonic() - started,
                        error=f"internal error: {type(e).__name__}: {e}", tail=traceback.format_exc(limit=5))
     duration = time.monotonic() - started
-    ctx.store.records.save(Record(decision.key, step.id, outputs, decision.material, ctx.run_id, duration))
+    ctx.commit.save(Record(decision.key, step.id, outputs, decision.material, ctx.run_id, duration))
     return Outcome("ran", duration, outputs)
 
 
@@ -189,11 +193,11 @@ def collect_outputs(ctx: RunContext, states, step) -> dict:
         if o.endswith("/"):
             if not os.path.isdir(full):
                 raise StepError(f"declared output directory {o} was not created")
-            outputs[o] = ctx.store.objects.put_tree(full)
+            outputs[o] = ctx.store.objects.put_tree(full, durable=False)  # GroupCommit syncs
         else:
             if not os.path.isfile(full):
                 raise StepError(f"declared output {o} was not created",
                                 hint="the command must write it, relative to the project root")
-            outputs[o] = ctx.store.objects.put_file(full)
+            outputs[o] = ctx.store.objects.put_file(full, durable=False)
         states.forget(rel)
     return outputs

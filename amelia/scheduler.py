@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from . import events as ev
 from . import planner
 from .fingerprint import fingerprint
+from .paths import is_glob
 from .planner import BLOCKED, CACHED, ERROR, RUN, Decision
 from .processes import GRACE, CancelToken
 from .reasons import Reason, word
@@ -38,6 +39,12 @@ TRANSITIONS = {
 }
 POLL = 0.25  # seconds between checks for timeouts' and cancellations' SIGKILLs
 ABANDON = GRACE + 0.5  # after an interrupt, stop waiting for steps after this long
+
+
+def _fixed_inputs(step, fp) -> bool:
+    """Every input names one file the fingerprint holds: what an upstream run writes
+    cannot change which files the step reads (their hashes come from the upstream)."""
+    return all(p in fp.inputs and not is_glob(p) for p in step.inputs)
 
 
 class Lifecycle:
@@ -147,7 +154,7 @@ class Scheduler:
                   else "cancelled" if counts.get("cancelled") else "ok")
         self.bus.emit(ev.RunFinished(self.run_id, status, counts, time.time() - started))
         return {"status": status, "counts": counts, "statuses": dict(self.life.state),
-                "signal": self.interrupted}
+                "signal": self.interrupted, "record_error": self.ctx.commit.error}
 
     def _on_langgraph(self, start: bool) -> None:
         from langgraph.func import entrypoint, task
@@ -303,8 +310,8 @@ class Scheduler:
         if not upstream_ran and d.action != BLOCKED and (d.key or d.action == ERROR):
             return d
         fp = self.plan.fingerprints.get(step.id)
-        if fp is None or any(n in self.ran for n in step.data_needs):
-            fp = fingerprint(step, self.states, self.pipeline)  # upstream files are new
+        if fp is None or (any(n in self.ran for n in step.data_needs) and not _fixed_inputs(step, fp)):
+            fp = fingerprint(step, self.states, self.pipeline)  # a glob may match new files
         forced = self.force_all or step.id in self.force
         upstream = {n: self.known[n] for n in step.data_needs}
         new = planner.decide(self.pipeline, step, fp, upstream, self.store.records.heads([step.id]),

@@ -15,8 +15,9 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 
 # Bump when Pipeline's shape, or what resolving accepts, changes: cached resolved
 # pipelines are then ignored. (3: keys of unavailable features are errors now, so a
-# pipeline resolved by an earlier version that ignored them must not be reused.)
-SPEC_FORMAT_VERSION = 3
+# pipeline resolved by an earlier version that ignored them must not be reused.
+# 4: Step.config is the kind's typed config; static_vars is a Step field.)
+SPEC_FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,38 @@ class TemplateVar:
 
     ref: str  # e.g. params.goal, steps.design.output
     env: str  # e.g. AMELIA_PARAM_GOAL
+
+
+class _Encoded:
+    """A step's config as the resolved-pipeline cache holds it: plain JSON, not yet read."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
+class _KindConfig:
+    """`Step.config`: the kind's typed config. One read back from the resolve cache stays
+    JSON until it is first read: a no-op run never reads a config, so it imports no step
+    kind (DESIGN §3, fast no-op). Reading it decodes it once, through the kind's CONFIG."""
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, step, owner=None):
+        if step is None:
+            return None  # the field's default
+        value = step.__dict__[self.slot]
+        if type(value) is _Encoded:
+            from .steps import config_from_json
+
+            value = config_from_json(step.kind, value.data)
+            step.__dict__[self.slot] = value  # the same value every time: a race only repeats work
+        return value
+
+    def __set__(self, step, value):
+        step.__dict__[self.slot] = value
 
 
 @dataclass(frozen=True)
@@ -37,10 +70,12 @@ class Step:
     needs: tuple = ()  # every step that must finish first, sorted
     data_needs: tuple = ()  # the subset whose outputs feed this step (its cache key)
     vars: tuple = ()  # TemplateVar, in order of first use
-    command: str = ""  # run steps: the command with templates turned into $VARS
+    static_vars: dict = field(default_factory=dict)  # env name → value of each param (or name) it reads
     timeout: float | None = None
     description: str = ""
-    config: dict = field(default_factory=dict)  # kind-specific settings, plain data
+    # What its kind resolved: the frozen dataclass the kind declares (steps.<kind>.CONFIG,
+    # e.g. RunConfig, AgentConfig); None for a kind without settings.
+    config: object = _KindConfig()
 
 
 @dataclass(frozen=True)
@@ -69,12 +104,15 @@ class Pipeline:
 
     @staticmethod
     def from_json(text: str) -> "Pipeline":
+        """The pipeline `to_json` wrote. Each step's config is read back by its kind's
+        CONFIG when it is first used (`_KindConfig`)."""
         d = json.loads(text)
         steps = []
         for s in d.pop("steps"):
             s["vars"] = tuple(TemplateVar(**v) for v in s["vars"])
             for k in ("inputs", "outputs", "needs", "data_needs"):
                 s[k] = tuple(s[k])
+            s["config"] = _Encoded(s["config"])
             steps.append(Step(**s))
         d["env_names"] = tuple(d["env_names"])
         d["sources"] = tuple(tuple(x) for x in d["sources"])

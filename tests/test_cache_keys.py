@@ -122,12 +122,12 @@ def test_pinned_keys(tmp_path):
     if PINNED["version"] != CACHE_FORMAT_VERSION:
         raise AssertionError(
             f"CACHE_FORMAT_VERSION is {CACHE_FORMAT_VERSION} but the pinned keys were computed under "
-            f"{PINNED['version']}: update PINNED in tests/test_keys.py to these keys and version "
+            f"{PINNED['version']}: update PINNED in tests/test_cache_keys.py to these keys and version "
             f"{CACHE_FORMAT_VERSION}:\n{json.dumps(got, indent=4)}")
     changed = {sid: (PINNED["keys"].get(sid), key) for sid, key in got.items() if PINNED["keys"].get(sid) != key}
     assert not changed, (
         "the cache key changed: bump CACHE_FORMAT_VERSION and update the pinned keys "
-        f"(PINNED in tests/test_keys.py); pinned → now: {json.dumps(changed, indent=4)}")
+        f"(PINNED in tests/test_cache_keys.py); pinned → now: {json.dumps(changed, indent=4)}")
 
 
 def test_the_key_is_defined_once():
@@ -157,6 +157,18 @@ def test_an_agent_definition_holds_what_changes_the_answer(tmp_path):
     assert agent["system"].startswith("You are a requirements analyst")
     assert agent["repairs"] == 1
     assert "model" not in plan and "schema" not in plan
+
+
+def test_each_kind_contributes_its_material_through_the_registry(tmp_path):
+    """keys.py owns the definition; the kind's `key_material` hook gives its own part."""
+    from amelia import steps
+
+    pipeline = _resolved(tmp_path)
+    plan = pipeline.step("plan")
+    material, replaces = steps.key_material("agent", plan.config)
+    assert set(material) == {"agent"} and replaces == ("model", "schema")
+    assert json.loads(plan.definition)["agent"] == material["agent"]
+    assert steps.key_material("run", pipeline.step("build").config) == ({}, ())  # its command is as written
 
 
 def test_model_material_leaves_out_how_a_call_is_made():

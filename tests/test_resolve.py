@@ -170,12 +170,12 @@ def test_run_command_reads_templates_from_the_environment(tmp_path):
             run: cat ${{ steps.a.output }}
         """)
     a, b = p.steps
-    assert a.command == './go "${AMELIA_PARAM_GOAL}" ${API_URL} ${AMELIA_PIPELINE_NAME} ${AMELIA_PARAM_GOAL}'
+    assert a.config.command == './go "${AMELIA_PARAM_GOAL}" ${API_URL} ${AMELIA_PIPELINE_NAME} ${AMELIA_PARAM_GOAL}'
     assert [(v.ref, v.env) for v in a.vars] == [
         ("params.goal", "AMELIA_PARAM_GOAL"), ("env.API_URL", "API_URL"), ("name", "AMELIA_PIPELINE_NAME")]
-    assert a.config["static_vars"] == {"AMELIA_PARAM_GOAL": "x; rm -rf /", "AMELIA_PIPELINE_NAME": "demo"}
-    assert "rm -rf" not in a.command
-    assert b.command == "cat ${AMELIA_STEP_A_OUTPUT}"
+    assert a.static_vars == {"AMELIA_PARAM_GOAL": "x; rm -rf /", "AMELIA_PIPELINE_NAME": "demo"}
+    assert "rm -rf" not in a.config.command
+    assert b.config.command == "cat ${AMELIA_STEP_A_OUTPUT}"
     assert [(v.ref, v.env) for v in b.vars] == [("steps.a.output", "AMELIA_STEP_A_OUTPUT")]
     assert p.env_names == ("API_URL",)
     assert p.name == "demo"

@@ -4,9 +4,11 @@ The parts, each in its own module:
 - document: Document (a file's data, source map and scope), the document graph, Problems
 - params: a document's params → values (and `-p` coercion)
 - references: `${{ }}` references checked against a document's scope; paths rendered
+- models: a document's `models:` → ModelConfig by name
 - shape: a step's kind, needs, inputs and outputs; one writer per file
+- kinds: what a step kind's `resolve` hook is given (KindContext); files: files it reads
 - dependencies: needs, references and overlap → edges; cycles; the order
-- ../resolve_agents: agent steps (models, personas, prompt and schema files)
+- ../steps: each kind resolves its own part of a step into its typed config (a hook)
 - ../keys: a step's normalised definition (what its cache key covers)
 - ../features: keys of the format this version does not implement fail here
 
@@ -17,13 +19,14 @@ from __future__ import annotations
 
 import os
 
-from .. import features, keys, templates
+from .. import features, keys, steps, templates
 from ..loader import Loaded
-from ..resolve_agents import AgentResolution, model_configs
 from ..spec import Pipeline, Step, TemplateVar
 from ..steps import KINDS
 from .dependencies import data_needs, declared_needs, order
 from .document import Document, DocumentGraph, Problems, project_root
+from .kinds import KindContext
+from .models import model_configs
 from .params import PLACEHOLDERS, coerce_param, param_values  # noqa: F401  (public)
 from .references import PATH_REFS, References
 from .shape import check_output_clashes, shape
@@ -80,23 +83,18 @@ class _Resolution:
         outputs_of = {sid: s.outputs for sid, s in shaped.items() if not s.path_errors}
         check_output_clashes(shaped, self.problems)
 
-        edges, data_edges, vars_of, agent_of = {}, {}, {}, {}
+        edges, data_edges, vars_of, config_of = {}, {}, {}, {}
         why: dict = {}  # (step, dep) -> (how, Location): the first link found
-        extra_sources: dict = {}  # prompt/schema file → sha256
+        extra_sources: dict = {}  # files the kinds read (prompt, schema) → sha256
         for sid, s in shaped.items():
             err = self.problems.reporter(s.doc)
             needs = declared_needs(s, step_ids, err, why)
             kind = KINDS[s.kind]
-            if s.kind == "agent":
-                agent = AgentResolution(s.doc, self.root, err, s.local, s.data)
-                agent_of[sid] = agent.resolve()
-                extra_sources.update(agent.sources)
-                texts = agent.texts
-            else:
-                texts = [(s.data[f], s.base + (f,), None) for f in kind.template_fields
-                         if isinstance(s.data.get(f), str)]
+            resolved = steps.resolve(s.kind, KindContext(s.doc, self.root, s.base, err), s.local, s.data)
+            config_of[sid] = resolved.config
+            extra_sources.update(resolved.sources)
             refs = []
-            for text, tpath, tfile in texts:
+            for text, tpath, tfile in resolved.texts:
                 refs += self.refs[s.doc.namespace].check(text, tpath, kind.allowed_refs, step_ids,
                                                          outputs_of, tfile)
             uses = data_needs(s, refs, shaped, why)
@@ -104,7 +102,7 @@ class _Resolution:
             data_edges[sid] = uses
             vars_of[sid] = list(dict.fromkeys(ref for ref, _ in refs))
 
-        steps = tuple(self._step(shaped[sid], edges[sid], data_edges[sid], vars_of[sid], agent_of.get(sid))
+        built = tuple(self._step(shaped[sid], edges[sid], data_edges[sid], vars_of[sid], config_of[sid])
                       for sid in order(shaped, edges, why, self.problems))
         top = self.documents.root
         return Pipeline(
@@ -114,21 +112,16 @@ class _Resolution:
             digest=digest,
             params=top.params,
             env_names=top.env_names,
-            steps=steps,
+            steps=built,
             sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
-    def _step(self, s, needs: set, uses: set, refs: list, agent: dict | None) -> Step:
+    def _step(self, s, needs: set, uses: set, refs: list, config) -> Step:
+        """config: what the step's kind resolved (its frozen CONFIG)."""
         data = s.data
         refs_of_doc = self.refs[s.doc.namespace]
         tvars = tuple(TemplateVar(ref, templates.env_name(ref)) for ref in refs)
         static = {v.env: refs_of_doc.static_value(v.ref) for v in tvars if v.ref.split(".")[0] in PATH_REFS}
-        command = ""
-        if s.kind == "run":
-            command = templates.substitute(data["run"], lambda r: "${" + templates.env_name(r) + "}")
-        config = {"static_vars": static}
-        if s.kind == "agent":
-            config.update(agent)
         return Step(
             id=s.id,
             kind=s.kind,
@@ -138,7 +131,7 @@ class _Resolution:
             needs=tuple(sorted(needs)),
             data_needs=tuple(sorted(uses)),
             vars=tvars,
-            command=command,
+            static_vars=static,
             timeout=data.get("timeout"),
             description=data.get("description", ""),
             config=config,

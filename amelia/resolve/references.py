@@ -7,7 +7,7 @@ import json
 from .. import templates
 from ..errors import did_you_mean
 from ..loader import format_path
-from ..resolve_agents import file_location
+from .files import file_location
 
 PATH_REFS = ("params", "name")  # what a path may be built from: known before any step runs
 

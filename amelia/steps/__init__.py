@@ -1,15 +1,33 @@
 """The step-kind registry: a step does exactly one thing, named by one key.
 
 Each kind is one module with the hooks below; adding a kind is its module plus one
-line in KINDS. Modules are imported only when a step of that kind is scheduled, so
-planning imports no step implementation at all.
+line in KINDS. Nothing outside a kind's module knows what its settings are: resolve,
+keys, the runner and the scheduler reach them only through these hooks.
 
 Hooks of a kind module (all but `execute` optional; defaults here):
-- execute(step, ctx, cancel) -> StepResult: do the work; stop when `cancel` says so.
+- CONFIG: the frozen dataclass of its resolved settings, `Step.config`. It round-trips
+  through the resolved-pipeline cache as plain JSON (`dataclasses.asdict` out, `CONFIG(**d)`
+  back in, or `CONFIG.from_dict(d)` when a field is a dataclass or a tuple).
+- resolve(ctx, sid, data) -> Resolved: its part of the step as written (`data`, the step's
+  mapping; `sid`, its id in its document) → its CONFIG, the template texts whose `${{ }}`
+  references are checked (and become the step's dependencies), and the files it read.
+  Errors are reported with `ctx.err` (ctx: resolve.KindContext), all at once. Default:
+  no config, and the texts of the kind's `template_fields`.
+- key_material(config) -> dict: its part of the step's normalised definition (keys.py):
+  entries that replace the step's fields as written; KEY_REPLACES names the written
+  fields the material stands for (left out of the definition). Default: none.
+- models(step) -> list[ModelConfig]: the models it calls (their keys are checked before
+  any step runs, and per-model concurrency bounds how many run at once). Read from
+  `step.config`. Only called when the Kind says `calls_models`.
 - workspace(step, ctx) -> Workspace: the working directory and the base of its paths
   (the project root; a git worktree once targets land).
-- models(step) -> list[ModelConfig]: the models it calls (their keys are checked before
-  any step runs, and per-model concurrency bounds how many run at once).
+- execute(step, ctx, cancel) -> StepResult: do the work; stop when `cancel` says so.
+
+A kind module imports at its top only what its declarations need (dataclasses, the
+pipeline model): reading a cached resolution imports it when a step's config is first
+read (spec._KindConfig; a no-op reads none). What `resolve` and `execute` need
+(processes, providers, jsonschema, SDKs) is imported inside them. Planning never calls
+a hook.
 """
 
 from __future__ import annotations
@@ -22,9 +40,8 @@ from dataclasses import dataclass
 class Kind:
     name: str  # the key that marks a step of this kind in the file
     module: str  # where its hooks live
-    template_fields: tuple  # fields whose text may hold ${{ }} references
+    template_fields: tuple  # fields whose text may hold ${{ }} references (the default resolve)
     allowed_refs: tuple  # reference roots its templates may use
-    available: bool = True
     # True: once cancelled, execute returns within the grace period (its processes are
     # killed). False: it may block in a call that cannot be interrupted (an HTTP request),
     # so the scheduler waits for it in a watcher thread and abandons it after the grace.
@@ -32,13 +49,16 @@ class Kind:
     calls_models: bool = False  # has a `models` hook (keys, per-model concurrency)
 
 
+_REFS = ("params", "steps", "env", "name")
+
+# Whether a kind may be used in this version is features.py's to say (retrieve and git
+# are not implemented yet: a step of either is a located error at resolve time).
 KINDS = {
-    "run": Kind("run", "amelia.steps.run", ("run",), ("params", "steps", "env", "name")),
-    "agent": Kind("agent", "amelia.steps.agent", ("prompt",), ("params", "steps", "env", "name"),
+    "run": Kind("run", "amelia.steps.run", ("run",), _REFS),
+    "agent": Kind("agent", "amelia.steps.agent", ("prompt",), _REFS,
                   stops_on_cancel=False, calls_models=True),
-    # Later issues fill these in; the file format already takes them (features.py says so).
-    "retrieve": Kind("retrieve", "amelia.steps.retrieve", (), ("params", "steps", "env", "name"), False),
-    "git": Kind("git", "amelia.steps.git", (), ("params", "steps", "env", "name"), False),
+    "retrieve": Kind("retrieve", "amelia.steps.retrieve", (), _REFS),
+    "git": Kind("git", "amelia.steps.git", (), _REFS),
 }
 
 
@@ -50,6 +70,45 @@ def kind_of(step_data: dict) -> list[str]:
 def implementation(kind: str):
     return importlib.import_module(KINDS[kind].module)
 
+
+# -- resolve time ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a kind's `resolve` hook made of one step."""
+
+    config: object = None  # its CONFIG; None when an error was reported
+    texts: tuple = ()  # (text, key path, file or None): templates whose references are checked
+    sources: tuple = ()  # (path, sha256) of each file read (a prompt file): the resolve cache checks them
+
+
+def resolve(kind: str, ctx, sid: str, data: dict) -> Resolved:
+    """The kind's `resolve` hook, or: no config, the texts of its template fields."""
+    hook = getattr(implementation(kind), "resolve", None)
+    if hook is not None:
+        return hook(ctx, sid, data)
+    return Resolved(None, tuple(ctx.template_texts(data, KINDS[kind].template_fields)))
+
+
+def key_material(kind: str, config) -> tuple[dict, tuple]:
+    """(material, fields as written it replaces) of the kind's part of a step's key."""
+    module = implementation(kind)
+    hook = getattr(module, "key_material", None)
+    if hook is None or config is None:
+        return {}, ()
+    return hook(config), tuple(getattr(module, "KEY_REPLACES", ()))
+
+
+def config_from_json(kind: str, data):
+    """A step's config read back from the resolved-pipeline cache."""
+    if data is None:
+        return None
+    cls = implementation(kind).CONFIG
+    from_dict = getattr(cls, "from_dict", None)
+    return from_dict(data) if from_dict is not None else cls(**data)
+
+
+# -- run time ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Workspace:

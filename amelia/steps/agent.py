@@ -1,7 +1,9 @@
 """`agent:` + `prompt:` steps: one model call whose answer is the step's output.
 
-The prompt and system text are rendered from their templates (values, not shell),
-the model is called through the run's ModelSession, and a structured answer
+At resolve time (`resolve`, with resolve_agents.py, the kind's helper) the persona, the
+model, the prompt and the schema become an AgentConfig; prompt and schema files are read
+then. At run time the prompt and system text are rendered from their templates (values,
+not shell), the model is called through the run's ModelSession, and a structured answer
 (`schema:`) must parse and validate; the validator's message is fed back for up to
 `repairs` more attempts. The output file is written only once the answer is whole.
 """
@@ -12,10 +14,50 @@ import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
 
 from .. import templates
-from ..providers import ModelConfig, ProviderError, Request
-from . import StepError, StepResult
+from ..keys import model_material
+from ..model_config import ModelConfig
+from . import Resolved, StepError, StepResult
+
+DEFAULT_REPAIRS = 2
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    model: ModelConfig  # the persona's temperature already applied
+    system: str  # the persona's system text (a template)
+    prompt: str  # the prompt's text, read from its file if it names one (a template)
+    schema: dict | None = None  # JSON Schema of a structured answer, checked at resolve time
+    repairs: int = DEFAULT_REPAIRS
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AgentConfig":
+        return cls(**{**d, "model": ModelConfig(**d["model"])})
+
+
+CONFIG = AgentConfig
+
+# The persona, the model's settings and the prompt/schema texts change the answer,
+# wherever in the file (or in which file) they are written: the key holds them as
+# resolved, in place of the step's `agent`, `model` and `schema` as written.
+KEY_REPLACES = ("model", "schema")
+
+
+def key_material(config: AgentConfig) -> dict:
+    return {"agent": {"system": config.system, "prompt": config.prompt, "schema": config.schema,
+                      "repairs": config.repairs, "model": model_material(config.model)}}
+
+
+def resolve(ctx, sid: str, data: dict) -> Resolved:
+    from ..resolve_agents import AgentResolution
+
+    return AgentResolution(ctx, sid, data).resolve()
+
+
+def models(step) -> list:
+    return [step.config.model]
 
 
 def render(text: str, values: dict) -> str:
@@ -56,24 +98,22 @@ def _strip_fence(text: str) -> str:
 PROGRESS_EVERY = 1.0  # seconds between progress events of a streaming answer
 
 
-def models(step) -> list:
-    return [ModelConfig(**step.config["model"])]
-
-
 def execute(step, ctx, cancel) -> StepResult:
-    cfg = step.config
-    model = ModelConfig(**cfg["model"])
+    from ..providers import ProviderError, Request
+
+    cfg: AgentConfig = step.config
+    model = cfg.model
     cancel.check()
     if step.timeout:  # the step's own bound applies to each call of its model
         model = dataclasses.replace(model, timeout=min(model.timeout, step.timeout))
     values = ctx.template_values(step, limit=None)
-    system, prompt = render(cfg["system"], values), render(cfg["prompt"], values)
-    schema = cfg.get("schema")
+    system, prompt = render(cfg.system, values), render(cfg.prompt, values)
+    schema = cfg.schema
     request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root)
     try:
         answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
         if schema is not None:
-            answer = _validated(step, ctx, model, request, answer, schema, cfg.get("repairs", 2), cancel)
+            answer = _validated(step, ctx, model, request, answer, schema, cfg.repairs, cancel)
     except ProviderError as e:
         raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
     cancel.check()  # an answer that arrives after Ctrl-C is not written
@@ -96,6 +136,8 @@ def _progress(step, ctx):
 
 
 def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int, cancel) -> str:
+    from ..providers import Request
+
     for attempt in range(repairs + 1):
         cancel.check()
         value, problem = schema_problem(answer, schema)

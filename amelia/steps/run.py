@@ -2,21 +2,41 @@
 
 Template values reach the command as environment variables only; the command text
 holds `${AMELIA_…}` references in their place, so no value is ever parsed as shell.
+The command as written is part of the step's definition (its cache key); the kind adds
+no key material of its own.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+from dataclasses import dataclass
 
-from ..processes import StepCancelled
-from . import StepError, StepResult, workspace_of
+from .. import templates
+from . import Resolved, StepError, StepResult, workspace_of
 
 SHELL = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
 TAIL_LINES = 20
 
 
+@dataclass(frozen=True)
+class RunConfig:
+    command: str  # as bash runs it: each ${{ ref }} replaced by ${AMELIA_…}, its variable
+
+
+CONFIG = RunConfig
+
+
+def resolve(ctx, sid: str, data: dict) -> Resolved:
+    text = data["run"]
+    command = templates.substitute(text, lambda ref: "${" + templates.env_name(ref) + "}")
+    return Resolved(RunConfig(command), texts=((text, ctx.base + ("run",), None),))
+
+
 def execute(step, ctx, cancel) -> StepResult:
+    import subprocess
+
+    from ..processes import StepCancelled
+
     env = dict(os.environ)
     env.update(ctx.template_values(step))
     env["AMELIA_STEP"] = step.id
@@ -25,7 +45,7 @@ def execute(step, ctx, cancel) -> StepResult:
     with open(log_path, "wb") as log:
         try:
             proc = ctx.processes.spawn(
-                SHELL + (step.command,), cancel, cwd=workspace_of(step, ctx).cwd, env=env,
+                SHELL + (step.config.command,), cancel, cwd=workspace_of(step, ctx).cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise StepError("bash was not found on PATH", hint="install bash") from None

@@ -64,6 +64,27 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_SYNCFS: list = []  # [libc.syncfs] once looked up; [None] where there is none
+
+
+def _syncfs(path: str) -> bool:
+    """syncfs(2) on the filesystem holding `path`; False where it is not available."""
+    if not _SYNCFS:
+        try:
+            import ctypes
+
+            _SYNCFS.append(ctypes.CDLL(None, use_errno=True).syncfs)
+        except (OSError, AttributeError):
+            _SYNCFS.append(None)
+    if _SYNCFS[0] is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _SYNCFS[0](fd) == 0
+    finally:
+        os.close(fd)
+
+
 def atomic_copy(src: str, dst: str) -> None:
     """Copy src to dst through a temp file in dst's directory: dst is old or new, never half."""
     d = os.path.dirname(dst) or "."
@@ -99,8 +120,11 @@ class ObjectStore:
     def has(self, digest: str) -> bool:
         return os.path.exists(self.path(digest))
 
-    def put_file(self, src: str, digest: str | None = None) -> str:
-        """Store a file's bytes; returns its hash. The copy is verified while written."""
+    def put_file(self, src: str, digest: str | None = None, durable: bool = True) -> str:
+        """Store a file's bytes; returns its hash. The copy is verified while written.
+
+        durable=False skips the fsyncs: the caller makes the object durable later with
+        `sync` (several objects at once) before anything refers to it."""
         if digest and self.has(digest):
             return digest
         tmp_dir = os.path.join(self.dir, "tmp")
@@ -116,7 +140,8 @@ class ObjectStore:
                     h.update(block)
                     out.write(block)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             actual = h.hexdigest()
             final = self.path(actual)
             os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -124,13 +149,14 @@ class ObjectStore:
                 _unlink(tmp)
             else:
                 os.replace(tmp, final)
-                fsync_dir(os.path.dirname(final))
+                if durable:
+                    fsync_dir(os.path.dirname(final))
             return actual
         except BaseException:
             _unlink(tmp)
             raise
 
-    def put_bytes(self, data: bytes) -> str:
+    def put_bytes(self, data: bytes, durable: bool = True) -> str:
         digest = hash_bytes(data)
         final = self.path(digest)
         if os.path.exists(final):
@@ -143,15 +169,18 @@ class ObjectStore:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             os.replace(tmp, final)
-            fsync_dir(os.path.dirname(final))
+            if durable:
+                fsync_dir(os.path.dirname(final))
         except BaseException:
             _unlink(tmp)
             raise
         return digest
 
-    def put_tree(self, directory: str, file_hashes: dict[str, str] | None = None) -> str:
+    def put_tree(self, directory: str, file_hashes: dict[str, str] | None = None,
+                 durable: bool = True) -> str:
         """Store every file under `directory` and a manifest of them; returns "tree-<sha>"."""
         manifest = {}
         # The same files FileStates.tree hashes: no .git/.amelia, no dangling links.
@@ -162,8 +191,29 @@ class ObjectStore:
                 if name in SKIP_DIRS or not os.path.isfile(full):
                     continue
                 rel = os.path.relpath(full, directory).replace(os.sep, "/")
-                manifest[rel] = self.put_file(full, (file_hashes or {}).get(rel))
-        return TREE_PREFIX + self.put_bytes(tree_bytes(manifest))
+                manifest[rel] = self.put_file(full, (file_hashes or {}).get(rel), durable)
+        return TREE_PREFIX + self.put_bytes(tree_bytes(manifest), durable)
+
+    def sync(self, digests) -> None:
+        """Make objects written with durable=False durable. One syncfs(2) of the store's
+        filesystem where Linux has it (a batch costs one call); else each file, then each
+        directory once (a tree's manifest and its files)."""
+        digests = list(digests)
+        if not digests or _syncfs(self.dir):
+            return
+        files = set()
+        for digest in digests:
+            files.add(self.path(digest))
+            if digest.startswith(TREE_PREFIX):
+                files.update(self.path(h) for h in self.read_tree(digest).values())
+        for path in sorted(files):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for d in sorted({os.path.dirname(f) for f in files}):
+            fsync_dir(d)
 
     def read_tree(self, digest: str) -> dict[str, str]:
         with open(self.path(digest), "rb") as f:

@@ -55,12 +55,15 @@ class Records:
                       row[6])
 
     def save(self, record: Record) -> None:
-        created = time.time() if record.created is None else record.created
+        self.save_many([record])
+
+    def save_many(self, records) -> None:
+        """Several records in one transaction (a group commit)."""
+        now = time.time()
         with self._db.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)",
-                         (record.key, record.step, json.dumps(record.outputs, sort_keys=True),
-                          json.dumps(record.detail, sort_keys=True), created, record.run_id,
-                          record.duration))
+            conn.executemany("INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?)", [
+                (r.key, r.step, json.dumps(r.outputs, sort_keys=True), json.dumps(r.detail, sort_keys=True),
+                 now if r.created is None else r.created, r.run_id, r.duration) for r in records])
 
     def heads(self, steps) -> dict:
         """key → (step, outputs) of every record of the given step ids (what the planner looks keys up in)."""
