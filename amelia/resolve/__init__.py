@@ -23,7 +23,7 @@ from .. import features, keys, steps, templates
 from ..loader import Loaded
 from ..spec import Pipeline, Step, TemplateVar
 from ..steps import KINDS
-from .dependencies import data_needs, declared_needs, order
+from .dependencies import OutputIndex, data_needs, declared_needs, order
 from .document import Document, DocumentGraph, Problems, project_root
 from .kinds import KindContext
 from .models import model_configs
@@ -82,6 +82,7 @@ class _Resolution:
         # Steps whose outputs all resolved; a path error was reported already.
         outputs_of = {sid: s.outputs for sid, s in shaped.items() if not s.path_errors}
         check_output_clashes(shaped, self.problems)
+        writers = OutputIndex(shaped)
 
         edges, data_edges, vars_of, config_of = {}, {}, {}, {}
         why: dict = {}  # (step, dep) -> (how, Location): the first link found
@@ -97,7 +98,7 @@ class _Resolution:
             for text, tpath, tfile in resolved.texts:
                 refs += self.refs[s.doc.namespace].check(text, tpath, kind.allowed_refs, step_ids,
                                                          outputs_of, tfile)
-            uses = data_needs(s, refs, shaped, why)
+            uses = data_needs(s, refs, writers, why)
             edges[sid] = needs | uses
             data_edges[sid] = uses
             vars_of[sid] = list(dict.fromkeys(ref for ref, _ in refs))

@@ -5,6 +5,8 @@ Also the check across steps that each file is written by one step only.
 
 from __future__ import annotations
 
+import bisect
+
 from dataclasses import dataclass, field
 
 from .. import features, paths
@@ -101,26 +103,42 @@ def _path(text: str, p: tuple, output: bool, root: str, refs, err) -> str | None
 
 
 def check_output_clashes(shaped: dict, problems) -> None:
-    """Each file is written by one step: no equal outputs, none inside another's directory."""
-    owner: dict[str, tuple] = {}  # output -> (Shaped, key path)
+    """Each file is written by one step: no equal outputs, none inside another's directory.
+
+    Each output is checked against the outputs before it through an index (its name, the
+    directories above it, the names below it), and the clash reported is with the first
+    of them in file order."""
+    owner: dict = {}  # output without "/" → [(position, Shaped, output, key path)]
+    names: list = []  # sorted keys of owner
+    position = 0
     for s in shaped.values():
         err = problems.reporter(s.doc)
         for o, p in zip(s.outputs, s.output_paths):
-            for other_out, (other, other_p) in owner.items():
-                mine = o.rstrip("/")
-                theirs = other_out.rstrip("/")
+            mine = o.rstrip("/")
+            found = list(owner.get(mine, ()))
+            parts = mine.split("/")
+            for i in range(1, len(parts)):
+                found += [e for e in owner.get("/".join(parts[:i]), ()) if e[2].endswith("/")]
+            if o.endswith("/"):
+                lo = bisect.bisect_left(names, mine + "/")
+                for name in names[lo:]:
+                    if not name.startswith(mine + "/"):
+                        break
+                    found += owner[name]
+            if found:
+                _, other, other_out, other_p = min(found, key=lambda e: e[0])
                 who = "the same step" if other is s else f"step '{other.id}'"
                 line = other.doc.source.locate(other_p).line
-                if mine == theirs:
+                if mine == other_out.rstrip("/"):
                     err(f"output '{o}' is also written by {who}", p,
                         f"each file is written by one step only (see line {line})")
-                elif other_out.endswith("/") and o.startswith(other_out):
+                elif other_out.endswith("/"):
                     err(f"output '{o}' is inside '{other_out}', an output directory of {who}", p,
                         f"a directory output owns everything below it (see line {line})")
-                elif o.endswith("/") and other_out.startswith(o):
+                else:
                     err(f"output directory '{o}' contains '{other_out}', an output of {who}", p,
                         f"a directory output owns everything below it (see line {line})")
-                else:
-                    continue
-                break
-            owner.setdefault(o, (s, p))
+            if mine not in owner:
+                bisect.insort(names, mine)
+            owner.setdefault(mine, []).append((position, s, o, p))
+            position += 1
