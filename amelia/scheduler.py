@@ -73,7 +73,8 @@ class Lifecycle:
 
 class Scheduler:
     def __init__(self, pipeline, plan, store, states, bus, run_id: str, jobs: int,
-                 force: frozenset = frozenset(), force_all: bool = False, previous=None):
+                 force: frozenset = frozenset(), force_all: bool = False, previous=None,
+                 clock=time.monotonic):
         self.pipeline = pipeline
         self.by_id = pipeline.by_id()
         self.store = store
@@ -83,6 +84,7 @@ class Scheduler:
         self.jobs = max(1, jobs)
         self.force, self.force_all = force, force_all
         self.previous = previous
+        self.clock = clock  # for the interrupt's deadline; tests pass a fake one
         self.plan = plan
         self.decisions = plan.by_step()
         self.order = [d.step for d in plan.decisions]  # topological
@@ -120,10 +122,10 @@ class Scheduler:
     def interrupt(self, signum: int) -> None:
         if self.interrupted:  # a second Ctrl-C: no more grace
             self.ctx.processes.kill_all()
-            self.deadline = time.monotonic()
+            self.deadline = self.clock()
             return
         self.interrupted = signum
-        self.deadline = time.monotonic() + ABANDON
+        self.deadline = self.clock() + ABANDON
         for token in list(self.tokens.values()):
             token.cancel("interrupted")
 
@@ -194,7 +196,7 @@ class Scheduler:
             for fut in done:
                 self._finished(running.pop(fut), fut.result())
             self.ctx.processes.escalate()
-            if self.interrupted and running and time.monotonic() >= self.deadline:
+            if self.interrupted and running and self.clock() >= self.deadline:
                 for sid in running.values():  # a call that ignores cancellation: abandoned
                     self._finished(sid, Outcome(CANCELLED, error="interrupted"))
                 return

@@ -35,7 +35,7 @@ def mkstep(sid, needs=(), mode="ok") -> Step:
                 needs=tuple(needs), config={"fake": mode})
 
 
-def run(tmp_path, *step_list, jobs=4, control=None):
+def run(tmp_path, *step_list, jobs=4, control=None, clock=None):
     """Plan and run the steps; `control(scheduler)` runs on a thread beside the run."""
     pipeline = Pipeline(name="t", file="amelia.yaml", root=str(tmp_path), digest="d", params={},
                         env_names=(), steps=tuple(step_list))
@@ -45,7 +45,8 @@ def run(tmp_path, *step_list, jobs=4, control=None):
     events = []
     bus = ev.Bus()
     bus.subscribe(events.append)
-    sched = Scheduler(pipeline, plan, store, FileStates(str(tmp_path), {}), bus, "run-1", jobs)
+    extra = {"clock": clock} if clock else {}
+    sched = Scheduler(pipeline, plan, store, FileStates(str(tmp_path), {}), bus, "run-1", jobs, **extra)
     helper = None
     if control:
         helper = threading.Thread(target=control, args=(sched,), daemon=True)
@@ -165,3 +166,25 @@ def test_lifecycle_refuses_illegal_moves():
         life.move("a", "running")
     with pytest.raises(RuntimeError):
         Lifecycle(["b"]).move("b", "ran")  # a step that never ran cannot have run
+
+
+def test_after_an_interrupt_a_step_that_ignores_it_is_abandoned_at_the_deadline(tmp_path, monkeypatch):
+    """A kind that may block in a call (stops_on_cancel=False) is given up on: the injected
+    clock jumps past the deadline, the loop stops waiting, and the step's watcher returns
+    after the grace while the call itself is still blocked."""
+    monkeypatch.setitem(steps.KINDS, "fake", steps.Kind("fake", "fakes.fake_kind", (), (),
+                                                        stops_on_cancel=False, calls_models=True))
+    now = [100.0]
+
+    def control(sched):
+        assert fake.started("deaf")
+        sched.interrupt(signal.SIGTERM)
+        now[0] += 60  # long past the grace, without waiting for it
+
+    result, events = run(tmp_path, mkstep("deaf", mode="deaf"), mkstep("after", ["deaf"]),
+                         control=control, clock=lambda: now[0])
+    assert ("end", "deaf") not in fake.LOG  # the call never returned...
+    assert result["status"] == "interrupted" and result["signal"] == signal.SIGTERM
+    assert result["statuses"]["deaf"] == "cancelled"  # ...and the run did not wait for it
+    fake.release("deaf")
+    assert not any(isinstance(e, ev.StepStarted) and e.step == "after" for e in events)

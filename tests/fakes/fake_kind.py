@@ -1,8 +1,8 @@
 """A step kind for in-process scheduler tests: each step waits for the test to let it go.
 
 A step's behaviour comes from `step.config["fake"]`: "ok" (finish at once), "wait" (until
-the test calls `release(id)`), "fail", or "hang" (until cancelled, then return normally
-only if `stops_on_cancel`). Starts and ends are logged in order, so tests assert on
+the test calls `release(id)`), "fail", "hang" (until cancelled), or "deaf" (ignores
+cancellation until released). Starts and ends are logged in order, so tests assert on
 order, not on time.
 """
 
@@ -65,6 +65,8 @@ def execute(step, ctx, cancel):
             while not cancel.cancelled:
                 gate(step.id).wait(0.01)
             raise StepCancelled(cancel.reason)
+        elif mode == "deaf":  # ignores cancellation, like a call that cannot be interrupted
+            gate(step.id).wait(30)
         elif mode == "fail":
             raise StepError("told to fail")
     finally:
