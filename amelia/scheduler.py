@@ -105,7 +105,6 @@ class Scheduler:
         self.ran: set = set()
         self.ready: list = []  # heap of (-priority, position, step)
         self.tokens: dict = {}
-        self.started: dict = {}
         self.slots_used: dict = {}
         self.requests: deque = deque()  # steps to cancel, from other threads
         self.interrupted = 0  # the signal that stops the run, or 0
@@ -207,7 +206,9 @@ class Scheduler:
             if sid not in self.life.state:
                 continue
             self.cancelled.add(sid)
-            if self.life[sid] == READY:
+            if self.life[sid] == RUNNING:  # started after cancel() looked for its token
+                self.tokens[sid].cancel(reason)
+            elif self.life[sid] == READY:
                 self.ready = [r for r in self.ready if r[2] != sid]
                 heapq.heapify(self.ready)
                 self._finished(sid, Outcome(CANCELLED, error=reason))
