@@ -78,6 +78,7 @@ class ProcessGroups:
     def __init__(self):
         self._groups: dict = {}  # pgid → Popen
         self._kill_at: dict = {}  # pgid → when SIGKILL follows the SIGTERM it got
+        self._tokens: dict = {}  # pgid → (token, its stop callback)
         self._lock = threading.Lock()
         self._reaper = None
         self._reaper_pipe = None
@@ -104,12 +105,20 @@ class ProcessGroups:
             proc = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
             self._groups[proc.pid] = proc
             self._tell_reaper(f"+{proc.pid}")
-        token.on_cancel(lambda: self.stop(proc.pid))
+
+        def stop():
+            self.stop(proc.pid)
+
+        self._tokens[proc.pid] = (token, stop)
+        token.on_cancel(stop)
         return proc
 
     def release(self, proc: subprocess.Popen) -> None:
         """The step is done with this group: kill what is left of it, forget it."""
         signal_group(proc.pid, signal.SIGKILL)  # daemons a command left behind die with it
+        token, stop = self._tokens.pop(proc.pid, (None, None))
+        if token is not None:  # a later cancel must not signal a group id that is free again
+            token.remove(stop)
         with self._lock:
             self._groups.pop(proc.pid, None)
             self._kill_at.pop(proc.pid, None)

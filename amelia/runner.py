@@ -83,14 +83,17 @@ class RunContext:
                 continue
             path = by_id[parts[1]].outputs[0]
             full = os.path.join(self.root, path)
+            whole = limit is None or parts[2] == "json"  # a JSON field is read from the whole file
             try:
-                with open(full, encoding="utf-8", errors="replace") as f:
-                    text = f.read() if limit is None else f.read(limit + 1)
+                with open(full, "rb") as f:
+                    raw = f.read() if whole else f.read(limit + 1)
             except OSError as e:
                 raise StepError(f"cannot read {path} for '{var.ref}': {e.strerror}") from None
+            text = raw.decode("utf-8", errors="replace")
             if parts[2] == "json":
                 text = _json_field(text, parts[3:], var.ref, path)
-            if limit is not None and len(text) > limit:
+            # The environment's limit is in bytes: count the value's UTF-8 bytes.
+            if limit is not None and len(text.encode("utf-8", errors="replace")) > limit:
                 raise StepError(f"'{var.ref}' is larger than {MAX_ENV_VALUE // 1024} KiB",
                                 hint=f"read the file {path} in the command instead")
             out[var.env] = text

@@ -42,6 +42,7 @@ class PlainReporter:
             self.line("FAILED", e.step, e.error + extra)
             for tail_line in e.tail.splitlines():
                 self.stream.write(f"    | {tail_line}\n")
+            self.stream.flush()
         elif isinstance(e, ev.StepSkipped):
             self.line("skipped", e.step, e.reason)
         elif isinstance(e, ev.StepCancelled):
@@ -108,7 +109,7 @@ class RecordReporter:
 
 
 class LogFileReporter:
-    """The plain lines, with times, in .amelia/logs/RUN/run.log."""
+    """The plain lines, verbose, in .amelia/logs/RUN/run.log."""
 
     def __init__(self, path: str):
         self.path = path

@@ -8,7 +8,9 @@ no key material of its own.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 from dataclasses import dataclass
 
 from .. import templates
@@ -35,7 +37,7 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
 def execute(step, ctx, cancel) -> StepResult:
     import subprocess
 
-    from ..processes import StepCancelled
+    from ..processes import GRACE, StepCancelled, signal_group
 
     env = dict(os.environ)
     env.update(ctx.template_values(step))
@@ -49,12 +51,22 @@ def execute(step, ctx, cancel) -> StepResult:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise StepError("bash was not found on PATH", hint="install bash") from None
+        except OSError as e:
+            if e.errno != errno.E2BIG:
+                raise
+            raise StepError("the step's environment is too large to start a command",
+                            hint="pass large values through files: read the upstream output "
+                                 "file in the command instead of ${{ steps.X.output }}") from None
         try:
             code = proc.wait(timeout=step.timeout)
         except subprocess.TimeoutExpired:
             ctx.processes.stop(proc.pid)
             code = None
-            proc.wait()
+            try:
+                proc.wait(timeout=GRACE)
+            except subprocess.TimeoutExpired:  # it ignores SIGTERM
+                signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
         finally:
             ctx.processes.release(proc)
     if cancel.cancelled:
