@@ -14,10 +14,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .fingerprint import Fingerprint, cache_key, key_material
-from .reasons import Reason, explain
 from .spec import Pipeline, Step
 
 RUN, CACHED, BLOCKED, ERROR = "run", "cached", "blocked", "error"
+
+
+# reasons.py is imported only when a reason is made: a no-op (all cached, nothing to
+# restore) makes none.
+def Reason(kind: str, subject: str = ""):  # noqa: N802 (stands in for the class)
+    from .reasons import Reason as R
+
+    return R(kind, subject)
+
+
+def explain(*args, **kwargs) -> tuple:
+    from .reasons import explain as e
+
+    return e(*args, **kwargs)
 
 
 @dataclass(frozen=True)

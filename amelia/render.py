@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-from .reasons import word
+
+def _word(reasons) -> str:
+    from .reasons import word  # only plans say reasons; the no-op's summary line does not
+
+    return word(reasons)
 
 
 def plan_text(pipeline, decisions) -> str:
@@ -16,7 +20,7 @@ def plan_text(pipeline, decisions) -> str:
     counts: dict = {}
     for d in decisions:
         counts[d.action] = counts.get(d.action, 0) + 1
-        why = word(d.reasons)
+        why = _word(d.reasons)
         lines.append(f"{d.action:<7} {d.step:<{width}}  {why}".rstrip())
     order = ("run", "blocked", "cached", "error")
     summary = ", ".join(f"{counts[a]} {a}" for a in order if counts.get(a))

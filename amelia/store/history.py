@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from collections import namedtuple
 
 
 @dataclass(frozen=True)
@@ -38,37 +38,24 @@ class StepRow:
                 self.exit_code, self.error)
 
 
-class UsageRow(NamedTuple):
-    """One model call: tokens, latency, retries and cost. seq numbers the step's calls from 1.
-    (A NamedTuple, as EventRow: cheap to define on the fast no-op path, which never writes one.)"""
+class UsageRow(namedtuple("UsageRow", "run_id step seq provider model input_tokens output_tokens "
+                          "cached_tokens cache_write_tokens latency retries cost created",
+                          defaults=(None,) * 8)):
+    """One model call: tokens, latency, retries and cost. seq numbers the step's calls from
+    1; created is set by the store when None. (collections.namedtuple, not typing's: the
+    fast no-op imports this module, and `typing` alone costs ~2 ms.)"""
 
-    run_id: str
-    step: str
-    seq: int
-    provider: str
-    model: str
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    latency: float | None = None
-    retries: int | None = None
-    cost: float | None = None
-    created: float | None = None  # the store uses now when None
+    __slots__ = ()
 
     @classmethod
     def of(cls, row) -> UsageRow:
         return row if isinstance(row, cls) else cls(*row)
 
 
-class EventRow(NamedTuple):
+class EventRow(namedtuple("EventRow", "run_id seq time type data")):
     """One event of a run, as JSON (`data`), numbered by seq within the run."""
 
-    run_id: str
-    seq: int
-    time: float
-    type: str
-    data: str
+    __slots__ = ()
 
     @classmethod
     def of(cls, row) -> EventRow:
