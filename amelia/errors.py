@@ -134,6 +134,10 @@ class Interrupted(AmeliaError):
         e.exit_code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
         return e
 
+    def render(self) -> str:
+        """Not an error the user made: said as the run's end, as after a failed step."""
+        return f"amelia: {self.message}"
+
 
 def raise_all(errors: list[AmeliaError]) -> None:
     """Raise nothing, the one error, or all of them as a group."""
