@@ -181,7 +181,8 @@ class Scheduler:
                 if self.unfinished[sid]:
                     self.life.move(sid, WAITING)
             for sid in roots:  # a root that is cached releases its dependents at once
-                self._release(sid)
+                if self._release(sid):
+                    self._done(sid)
         running: dict = {}  # future → step
         while True:
             self._take_requests()
@@ -268,19 +269,25 @@ class Scheduler:
                                     rel_log, out.tail))
 
     def _done(self, sid: str) -> None:
-        for dep in self.dependents[sid]:
-            self.unfinished[dep] -= 1
-            if self.unfinished[dep] == 0:
-                self._release(dep)
+        """The step is finished: release the dependents it was the last need of. A worklist,
+        not recursion: a failure or a restore at the head of a 2,000-step chain settles the
+        whole chain here."""
+        todo = [sid]
+        while todo:
+            for dep in self.dependents[todo.pop()]:
+                self.unfinished[dep] -= 1
+                if self.unfinished[dep] == 0 and self._release(dep):
+                    todo.append(dep)
 
-    def _release(self, sid: str) -> None:
-        """All of the step's needs are finished: skip it, restore it, or make it ready."""
+    def _release(self, sid: str) -> bool:
+        """All of the step's needs are finished: skip it, restore it, or make it ready.
+        True when it is finished at once (its dependents are then the caller's to release)."""
         if self.interrupted:
-            return
+            return False
         if sid in self.cancelled:
             self.life.move(sid, CANCELLED)
             self.bus.emit(ev.StepCancelled(self.run_id, sid, "cancelled"))
-            return self._done(sid)
+            return True
         step = self.by_id[sid]
         for n in step.needs:
             state = self.life.state.get(n)
@@ -289,22 +296,23 @@ class Scheduler:
                         CANCELLED: "upstream_cancelled"}[state]
                 self.life.move(sid, SKIPPED)
                 self.bus.emit(ev.StepSkipped(self.run_id, sid, str(Reason(kind, n))))
-                return self._done(sid)
+                return True
         d = self._decide(step)
         if d.action == CACHED:
             if restore(self.ctx, self.states, d):
                 self.life.move(sid, DONE_CACHED)
                 self.known[sid] = d.outputs
                 self.bus.emit(ev.StepCached(self.run_id, sid, d.reasons, d.key))
-                return self._done(sid)
+                return True
             d = Decision(sid, RUN, tuple(Reason("output_lost", p) for p in d.restore), d.key, d.material)
         self.decisions[sid] = d
         if d.action == ERROR:
             self.life.move(sid, FAILED)
             self._emit_failed(sid, Outcome(FAILED, error=word(d.reasons)))
-            return self._done(sid)
+            return True
         self.life.move(sid, READY)
         heapq.heappush(self.ready, (-self.priority[sid], self.position[sid], sid))
+        return False
 
     def _decide(self, step) -> Decision:
         """The plan's decision when nothing upstream ran; else decide again, now."""

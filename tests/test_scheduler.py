@@ -188,3 +188,11 @@ def test_after_an_interrupt_a_step_that_ignores_it_is_abandoned_at_the_deadline(
     assert result["statuses"]["deaf"] == "cancelled"  # ...and the run did not wait for it
     fake.release("deaf")
     assert not any(isinstance(e, ev.StepStarted) and e.step == "after" for e in events)
+
+
+def test_a_failure_at_the_head_of_a_long_chain_skips_it_without_recursion(tmp_path):
+    n = 3000  # deeper than Python's recursion limit
+    chain = [mkstep("s0", mode="fail")] + [mkstep(f"s{i}", [f"s{i - 1}"]) for i in range(1, n)]
+    result, events = run(tmp_path, *chain)
+    assert result["counts"]["failed"] == 1 and result["counts"]["skipped"] == n - 1
+    assert ("start", "s1") not in fake.LOG
