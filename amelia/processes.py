@@ -72,6 +72,21 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+class StepProcesses:
+    """One step's view of the run's process groups: what it starts is stopped with its
+    token, and registered with the reaper. Given to providers that run a program."""
+
+    def __init__(self, groups: "ProcessGroups", token: CancelToken):
+        self.groups = groups
+        self.token = token
+
+    def spawn(self, args, **popen_kwargs) -> subprocess.Popen:
+        return self.groups.spawn(args, self.token, **popen_kwargs)
+
+    def release(self, proc: subprocess.Popen) -> None:
+        self.groups.release(proc)
+
+
 class ProcessGroups:
     """The run's live step process groups, and the reaper that outlives us to kill them."""
 

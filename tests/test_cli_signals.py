@@ -195,3 +195,40 @@ def test_ctrl_c_stops_a_run_waiting_on_a_model_call(project):
     assert "Traceback" not in err
     assert not (project.root / "answer.md").exists()
     assert _none_alive([int(project.read("side.pid"))], within=1.0)
+
+
+def test_kill_9_during_a_claude_code_step_leaves_no_claude_behind(project, tmp_path):
+    """The CLI a claude-code step runs is one of the step's process groups: the reaper
+    kills it with the others when the runner dies."""
+    import stat
+    import textwrap
+
+    fake = tmp_path / "claude"
+    fake.write_text(textwrap.dedent("""\
+        #!/bin/bash
+        echo $$ > claude.pid
+        sleep 30 & echo $! > claude.child
+        wait
+        echo '{"type": "result", "is_error": false, "result": "late"}'
+        """))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    project.pipeline("""\
+        amelia: 1
+        models:
+          coder: {provider: claude-code, retries: 0}
+        steps:
+          edit:
+            agent: {model: coder}
+            prompt: Fix the bug.
+            output: build/edit.md
+        """)
+    env = dict(os.environ, CLAUDE_CODE_PATH=str(fake))
+    proc = subprocess.Popen([sys.executable, "-m", "amelia", "run"], cwd=project.root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _wait_for(project, "claude.pid", "claude.child")
+    pids = [int(project.read("claude.pid")), int(project.read("claude.child"))]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert _none_alive(pids), "the Claude Code CLI outlived the runner"
+    assert not (project.root / "build" / "edit.md").exists()

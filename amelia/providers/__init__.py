@@ -34,6 +34,10 @@ class Request:
     # Text shared by many calls (e.g. retrieved context) that prompt caching may mark.
     shared_context: str = ""
     workdir: str | None = None  # where a tool-using provider (claude-code) works
+    # Where a provider that runs a program (claude-code) starts it: `spawn(args, **popen)`
+    # and `release(proc)` (processes.StepProcesses), so that the program is stopped with its
+    # step and never outlives the run. None: a plain subprocess in a session of its own.
+    processes: object | None = None
 
 
 @dataclass(frozen=True)

@@ -153,12 +153,15 @@ class Provider(ProviderBase):
         args, stdin_text = self.command(request)
         env = {str(k): str(v) for k, v in self.env.items()} if self.env else None
         timeout = self.config.timeout
+        host = getattr(request, "processes", None)  # the step's: stopped with it
+        popen = dict(cwd=self.workdir(request), env=env, text=True, encoding="utf-8",
+                     errors="replace", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL)
         try:
-            proc = subprocess.Popen(
-                args, cwd=self.workdir(request), env=env, text=True, encoding="utf-8",
-                errors="replace", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-                start_new_session=True)
+            if host is not None:
+                proc = host.spawn(args, **popen)
+            else:
+                proc = subprocess.Popen(args, start_new_session=True, **popen)
         except FileNotFoundError as e:
             raise ProviderError(f"cannot run the Claude Code CLI {args[0]}: {e}; set "
                                 f"{PATH_ENV} to its path", retryable=False) from None
@@ -175,6 +178,8 @@ class Provider(ProviderBase):
             raise
         finally:
             _kill_group(proc, only_leftovers=True)
+            if host is not None:
+                host.release(proc)
 
         result = parse_result(stdout)
         if proc.returncode != 0:

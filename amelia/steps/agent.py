@@ -109,7 +109,10 @@ def execute(step, ctx, cancel) -> StepResult:
     values = ctx.template_values(step, limit=None)
     system, prompt = render(cfg.system, values), render(cfg.prompt, values)
     schema = cfg.schema
-    request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root)
+    from ..processes import StepProcesses
+
+    request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root,
+                      processes=StepProcesses(ctx.processes, cancel))
     try:
         answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
         if schema is not None:
@@ -151,8 +154,7 @@ def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: in
                                      {"role": "assistant", "content": answer})
         repair = (f"Your answer does not match the required JSON Schema: {problem}. "
                   f"Reply with only the corrected JSON.")
-        request = Request(request.system, repair, request.json_schema, history,
-                          request.shared_context, request.workdir)
+        request = dataclasses.replace(request, prompt=repair, history=history)
         cancel.check()
         answer = ctx.llm.call(step.id, model, request).text
     raise StepError(f"the answer does not match the schema after {repairs} repair"
