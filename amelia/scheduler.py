@@ -111,10 +111,16 @@ class Scheduler:
         self.deadline = 0.0
 
     def _critical_path(self) -> dict:
-        """Steps on the longest chain of dependents first (ninja's critical-path order)."""
+        """Steps on the longest path to the end first (ninja's critical-path order). A path
+        is weighed by how long its steps last took (their records say), a step with no
+        record by the median of those that have one; with no history at all, by the number
+        of steps on it."""
+        took = self.store.records.durations(self.order) if self.order else {}
+        known = sorted(took.values())
+        typical = known[len(known) // 2] if known else 1.0
         out: dict = {}
         for sid in reversed(self.order):
-            out[sid] = 1 + max((out[d] for d in self.dependents[sid]), default=0)
+            out[sid] = took.get(sid, typical) + max((out[d] for d in self.dependents[sid]), default=0)
         return out
 
     # -- control, from signal handlers and other threads ---------------------------------

@@ -17,7 +17,7 @@ from amelia import planner, steps
 from amelia.fingerprint import FileStates, Fingerprint
 from amelia.scheduler import Lifecycle, Scheduler
 from amelia.spec import Pipeline, Step, canonical_json
-from amelia.store import Store
+from amelia.store import Record, Store
 
 
 @pytest.fixture(autouse=True)
@@ -35,11 +35,13 @@ def mkstep(sid, needs=(), mode="ok") -> Step:
                 needs=tuple(needs), config={"fake": mode})
 
 
-def run(tmp_path, *step_list, jobs=4, control=None, clock=None):
+def run(tmp_path, *step_list, jobs=4, control=None, clock=None, history=None):
     """Plan and run the steps; `control(scheduler)` runs on a thread beside the run."""
     pipeline = Pipeline(name="t", file="amelia.yaml", root=str(tmp_path), digest="d", params={},
                         env_names=(), steps=tuple(step_list))
     store = Store(str(tmp_path))
+    for sid, seconds in (history or {}).items():  # what earlier runs recorded
+        store.records.save(Record(f"old-{sid}", sid, {}, {}, "run-0", seconds))
     fps = {s.id: Fingerprint() for s in step_list}
     plan = planner.plan(pipeline, fps, {})
     events = []
@@ -196,3 +198,14 @@ def test_a_failure_at_the_head_of_a_long_chain_skips_it_without_recursion(tmp_pa
     result, events = run(tmp_path, *chain)
     assert result["counts"]["failed"] == 1 and result["counts"]["skipped"] == n - 1
     assert ("start", "s1") not in fake.LOG
+
+
+def test_with_one_slot_the_step_that_took_longest_last_time_goes_first(tmp_path):
+    steps_ = [mkstep("a0"), mkstep("a1", ["a0"]), mkstep("b0"), mkstep("slow")]
+    run(tmp_path, *steps_, jobs=1, history={"a0": 0.1, "a1": 0.1, "b0": 0.1, "slow": 30.0})
+    assert [sid for what, sid in fake.LOG if what == "start"][0] == "slow"
+
+
+def test_without_history_the_longest_chain_goes_first(tmp_path):
+    run(tmp_path, mkstep("slow"), mkstep("a0"), mkstep("a1", ["a0"]), jobs=1)
+    assert [sid for what, sid in fake.LOG if what == "start"] == ["a0", "slow", "a1"]  # then file order

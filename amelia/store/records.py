@@ -72,6 +72,21 @@ class Records:
         return out
 
     # -- local only ----------------------------------------------------------------------
+    def durations(self, steps) -> dict:
+        """step → how long its newest record took to make (seconds), for the given step ids."""
+        steps = list(steps)
+        out: dict = {}
+        with self._db.lock:
+            for i in range(0, len(steps), 500):
+                chunk = steps[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for step, duration in self._db.conn.execute(
+                        f"SELECT step, duration FROM records WHERE step IN ({marks}) ORDER BY created",
+                        chunk):
+                    if duration is not None:
+                        out[step] = duration
+        return out
+
     def latest_detail(self, step: str) -> dict | None:
         """The key material of the step's last good result: the key of its last ran/cached
         row in run history (index run_steps_step), else its newest record."""
