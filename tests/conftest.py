@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,24 @@ def in_parallel(fn, n: int) -> float:
     for t in threads:
         t.join()
     return time.monotonic() - start
+
+
+@contextmanager
+def run_context(root: Path, pipeline_yaml: str, run_id: str = "run-1"):
+    """A RunContext on the pipeline `pipeline_yaml` written to root/amelia.yaml, with a real
+    store; closed (and its processes killed) afterwards. For tests of the runner and of
+    step kinds that call them directly, without `python -m amelia`."""
+    from amelia import api
+    from amelia.runner import RunContext
+    from amelia.store import Store
+
+    (root / "amelia.yaml").write_text(textwrap.dedent(pipeline_yaml))
+    pipeline = api.validate(str(root / "amelia.yaml"))
+    store = Store(str(root))
+    ctx = RunContext(pipeline, store, run_id)
+    try:
+        yield ctx
+    finally:
+        ctx.processes.kill_all()  # a failed test leaves nothing running
+        ctx.close()
+        store.close()

@@ -26,6 +26,7 @@ from amelia.runner import MAX_ENV_VALUE, Outcome, RunContext, collect_outputs, e
 from amelia.spec import TemplateVar
 from amelia.steps import StepError
 from amelia.store import Store
+from conftest import run_context
 
 PIPELINE = """\
     amelia: 1
@@ -416,13 +417,8 @@ REFS = """\
 
 @pytest.fixture
 def refs(tmp_path):
-    (tmp_path / "amelia.yaml").write_text(textwrap.dedent(REFS))
-    pipeline = api.validate(str(tmp_path / "amelia.yaml"))
-    store = Store(str(tmp_path))
-    c = RunContext(pipeline, store, "run-1")
-    yield c
-    c.close()
-    store.close()
+    with run_context(tmp_path, REFS) as c:
+        yield c
 
 
 def test_template_values_are_params_and_upstream_outputs_by_env_var(refs):

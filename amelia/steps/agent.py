@@ -139,8 +139,6 @@ def _progress(step, ctx):
 
 
 def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: int, cancel) -> str:
-    from ..providers import Request
-
     for attempt in range(repairs + 1):
         cancel.check()
         value, problem = schema_problem(answer, schema)

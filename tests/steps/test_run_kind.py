@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import threading
 import time
 
 import pytest
 
-from amelia import api
 from amelia.processes import CancelToken, StepCancelled
-from amelia.runner import RunContext
 from amelia.steps import StepError, StepResult
 from amelia.steps import run as run_kind
-from amelia.store import Store
+from conftest import run_context
 from fakes import procs
 
 PIPELINE = """\
@@ -86,14 +83,8 @@ PIPELINE = """\
 
 @pytest.fixture
 def ctx(tmp_path):
-    (tmp_path / "amelia.yaml").write_text(textwrap.dedent(PIPELINE))
-    pipeline = api.validate(str(tmp_path / "amelia.yaml"))
-    store = Store(str(tmp_path))
-    c = RunContext(pipeline, store, "run-7")
-    yield c
-    c.processes.kill_all()  # a failed test leaves nothing running
-    c.close()
-    store.close()
+    with run_context(tmp_path, PIPELINE, "run-7") as c:
+        yield c
 
 
 def execute(ctx, sid, cancel=None):
@@ -245,7 +236,7 @@ def test_bash_missing_from_path_is_a_step_error_with_a_hint(ctx, tmp_path, monke
 
 
 def test_a_value_too_large_for_the_environment_is_a_step_error(tmp_path):
-    (tmp_path / "amelia.yaml").write_text(textwrap.dedent("""\
+    big = """\
         amelia: 1
         steps:
           a:
@@ -253,14 +244,8 @@ def test_a_value_too_large_for_the_environment_is_a_step_error(tmp_path):
             output: a.txt
           b:
             run: echo "${{ steps.a.output }}" > b.txt
-        """))
+        """
     (tmp_path / "a.txt").write_text("é" * (100 * 1024), encoding="utf-8")  # 200 KiB of UTF-8
-    pipeline = api.validate(str(tmp_path / "amelia.yaml"))
-    store = Store(str(tmp_path))
-    c = RunContext(pipeline, store, "run-8")
-    try:
+    with run_context(tmp_path, big, "run-8") as c:
         with pytest.raises(StepError, match="larger than 100 KiB"):
-            run_kind.execute(pipeline.step("b"), c, CancelToken())
-    finally:
-        c.close()
-        store.close()
+            run_kind.execute(c.pipeline.step("b"), c, CancelToken())
