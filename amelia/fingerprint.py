@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 
 from . import paths
-from .keys import CACHE_FORMAT_VERSION, cache_key, key_material  # noqa: F401  (keys.py's; kept importable here)
 from .spec import Pipeline, Step
 from .store.objects import hash_file, tree_digest
 

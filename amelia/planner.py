@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .fingerprint import Fingerprint, cache_key, key_material
+from .fingerprint import Fingerprint
+from .keys import cache_key, key_material
 from .spec import Pipeline, Step
 
 RUN, CACHED, BLOCKED, ERROR = "run", "cached", "blocked", "error"

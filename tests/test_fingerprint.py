@@ -8,7 +8,8 @@ import time
 import pytest
 
 from amelia import fingerprint as fpmod
-from amelia.fingerprint import RACY_NS, FileStates, Fingerprint, cache_key, fingerprint, key_material
+from amelia.fingerprint import RACY_NS, FileStates, Fingerprint, fingerprint
+from amelia.keys import cache_key, key_material
 from amelia.spec import CACHE_FORMAT_VERSION, Pipeline, Step, TemplateVar, canonical_json
 from amelia.store.objects import ObjectStore, hash_bytes, hash_file, tree_digest
 

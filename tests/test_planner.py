@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from amelia import planner
-from amelia.fingerprint import Fingerprint, cache_key, key_material
+from amelia.fingerprint import Fingerprint
+from amelia.keys import cache_key, key_material
 from amelia.planner import BLOCKED, CACHED, ERROR, RUN, Decision, Plan, decide, plan, selection
 from amelia.reasons import Reason
-from amelia.spec import CACHE_FORMAT_VERSION, Pipeline, Step, TemplateVar, canonical_json
+from amelia.spec import Pipeline, Step, TemplateVar, canonical_json
 
 
 def mkstep(sid, inputs=(), outputs=(), needs=(), data_needs=None, run=None) -> Step:
