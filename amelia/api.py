@@ -257,10 +257,10 @@ def _raise_plan_errors(pipeline: Pipeline, bad: list) -> None:
     source = loaded.source
     errors = []
     for d in bad:
+        declared = _raw_inputs(loaded.data, d.step)
         for r in d.reasons:
-            declared = _raw_inputs(loaded.data, d.step)
             where = ("steps", d.step, "inputs")
-            if r.subject in declared and isinstance(declared, list):
+            if isinstance(declared, list) and r.subject in declared:
                 where += (declared.index(r.subject),)
             hint = ("create the file, fix the path, or add the step that writes it (as its `output`)"
                     if r.kind == "missing_input" else "")

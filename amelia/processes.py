@@ -116,8 +116,8 @@ class ProcessGroups:
     # -- groups ---------------------------------------------------------------------
     def spawn(self, args, token: CancelToken, **popen_kwargs) -> subprocess.Popen:
         """Start a process as the leader of a new group, stopped when `token` is cancelled."""
-        with self._lock:
-            proc = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
+        proc = subprocess.Popen(args, start_new_session=True, **popen_kwargs)
+        with self._lock:  # not around Popen: steps on other threads start at the same time
             self._groups[proc.pid] = proc
             self._tell_reaper(f"+{proc.pid}")
 

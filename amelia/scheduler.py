@@ -2,8 +2,8 @@
 
 An `@entrypoint` runs the dispatch loop; each step that runs is one `@task`. A step is
 dispatched as soon as its own dependencies are done (as make -j and ninja do), bounded
-by --jobs and by each model's concurrency; among ready steps the one with the longest
-chain of dependents goes first. When a step becomes ready, `planner.decide` is called
+by --jobs and by each model's concurrency; among ready steps the one on the longest path
+to the end goes first (weighed by recorded durations). When a step becomes ready, `planner.decide` is called
 for it with its upstream outputs known (the plan's decision is reused when nothing
 upstream ran). Every step moves through one state machine, `Lifecycle`.
 
@@ -15,6 +15,7 @@ stops one step, for `watch`. Both may be called from a signal handler or another
 from __future__ import annotations
 
 import heapq
+import os
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -105,7 +106,8 @@ class Scheduler:
         self.ran: set = set()
         self.ready: list = []  # heap of (-priority, position, step)
         self.tokens: dict = {}
-        self.slots_used: dict = {}
+        self.slots_used: dict = {}  # model limit key → steps running on it
+        self.slots_of: dict = {}  # step → its (limit key, capacity) pairs
         self.requests: deque = deque()  # steps to cancel, from other threads
         self.interrupted = 0  # the signal that stops the run, or 0
         self.deadline = 0.0
@@ -240,14 +242,19 @@ class Scheduler:
             heapq.heappush(self.ready, item)
 
     def _slots(self, sid: str) -> list:
-        from .steps import models
+        """(limit key, capacity) of each model the step calls; worked out once a step."""
+        slots = self.slots_of.get(sid)
+        if slots is None:
+            from .steps import models
 
-        configs = models(self.by_id[sid])
-        if not configs:
-            return []
-        from .llm import concurrency, limit_key
+            configs = models(self.by_id[sid])
+            slots = []
+            if configs:
+                from .llm import concurrency, limit_key
 
-        return [(limit_key(c), concurrency(c)) for c in configs]
+                slots = [(limit_key(c), concurrency(c)) for c in configs]
+            self.slots_of[sid] = slots
+        return slots
 
     # -- a step ends, a step becomes ready -------------------------------------------------
     def _finished(self, sid: str, out: Outcome) -> None:
@@ -267,8 +274,6 @@ class Scheduler:
         self._done(sid)
 
     def _emit_failed(self, sid: str, out: Outcome) -> None:
-        import os
-
         log = self.ctx.log_path(self.by_id[sid])
         rel_log = os.path.relpath(log, self.pipeline.root) if os.path.exists(log) else ""
         self.bus.emit(ev.StepFailed(self.run_id, sid, out.error, out.duration, out.exit_code,
