@@ -109,6 +109,13 @@ class LockHeld(EnvironmentProblem):
     pass
 
 
+class StoreProblem(EnvironmentProblem):
+    """The store under .amelia/ cannot be used: damaged, read-only, or the disk is full.
+
+    Raised by the store in place of sqlite3/OSError tracebacks; the location names the file.
+    """
+
+
 class StaleOutputs(AmeliaError):
     """`run --check` found steps that would run."""
 
