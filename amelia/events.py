@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
 class Event:
     run_id: str
     time: float = field(default_factory=time.time, kw_only=True)
+    # Fields holding text from outside (a server's error, a step's output): the bus
+    # redacts secrets in them before any subscriber shows or stores them (DESIGN §11).
+    OUTSIDE: ClassVar[tuple] = ()
+
+    def redacted(self) -> "Event":
+        if not self.OUTSIDE:
+            return self
+        from .safetext import redact
+
+        changed = {}
+        for name in self.OUTSIDE:
+            value = getattr(self, name)
+            if isinstance(value, str) and value:
+                clean = redact(value)
+                if clean != value:
+                    changed[name] = clean
+        return replace(self, **changed) if changed else self
 
     @property
     def type(self) -> str:
@@ -60,12 +78,14 @@ class StepFailed(Event):
     exit_code: int | None = None
     log: str = ""  # path of the step's log, when it wrote one
     tail: str = ""  # the last lines of its output
+    OUTSIDE: ClassVar[tuple] = ("error", "log", "tail")
 
 
 @dataclass(frozen=True)
 class StepSkipped(Event):
     step: str
     reason: str
+    OUTSIDE: ClassVar[tuple] = ("reason",)
 
 
 @dataclass(frozen=True)
@@ -75,12 +95,14 @@ class StepCancelled(Event):
     step: str
     reason: str = "cancelled"
     duration: float = 0.0
+    OUTSIDE: ClassVar[tuple] = ("reason",)
 
 
 @dataclass(frozen=True)
 class StepProgress(Event):
     step: str
     message: str
+    OUTSIDE: ClassVar[tuple] = ("message",)
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,7 @@ class Bus:
         self._subscribers.append(fn)
 
     def emit(self, event: Event) -> None:
+        event = event.redacted()  # no subscriber ever sees a secret
         with self._lock:  # steps run on threads; subscribers see one event at a time
             for fn in self._subscribers:
                 fn(event)

@@ -77,9 +77,19 @@ class Fingerprint:
     outputs: dict = field(default_factory=dict)  # output path → hash on disk, or None
     missing: tuple = ()
     error: str = ""
+    discovered: dict = field(default_factory=dict)  # depfile path → hash, or "missing"
 
 
-def fingerprint(step: Step, states: FileStates, pipeline: Pipeline) -> Fingerprint:
+def discovered_paths(step: Step, previous) -> tuple:
+    """The files the step's depfile named when it last ran (ninja's model: discovered
+    dependencies count from the next decision on); () for a step without a depfile."""
+    if not step.depfile or previous is None:
+        return ()
+    material = previous.get(step.id)
+    return tuple((material or {}).get("discovered") or ())
+
+
+def fingerprint(step: Step, states: FileStates, pipeline: Pipeline, discovered: tuple = ()) -> Fingerprint:
     # Only the steps it depends on can produce its inputs (overlap is a dependency).
     by_id = pipeline.by_id()
     files_by, dirs_by = {}, []
@@ -123,5 +133,9 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline) -> Fingerpri
     except ValueError as e:  # a symlink that leaves the project
         return Fingerprint(error=str(e))
     outputs = {o: states.hash(o.rstrip("/")) for o in step.outputs}
-    return Fingerprint(inputs, made_by, outputs, tuple(missing))
+    found = {p: states.hash(p) or MISSING for p in discovered}
+    return Fingerprint(inputs, made_by, outputs, tuple(missing), discovered=found)
+
+
+MISSING = "missing"  # a discovered dependency that is gone: the step must run again
 

@@ -27,8 +27,13 @@ CACHE_FORMAT_VERSION = 1
 
 # Fields of a step that change nothing it produces; they stay out of its cache key.
 # (`approve` is not one: it gates a run. `needs` is ordering only; data edges are in
-# the key through inputs and references.)
-COSMETIC_FIELDS = ("description", "needs", "timeout")
+# the key through inputs and references. `always` says when to run, not what is made.)
+COSMETIC_FIELDS = ("description", "needs", "timeout", "always")
+
+# Fields whose meaning enters the key as values, in `static_vars`, not as written: the
+# param leaves a step lists (`params:`) and the item of a foreach instance. So reordering
+# the list, or adding an item to a foreach, changes no other step's (or instance's) key.
+VALUE_FIELDS = ("params", "foreach")
 
 # The settings of a model that change its answers. Never the API key, nor how a call
 # is made (timeout, retries, concurrency).
@@ -57,7 +62,8 @@ def definition(kind: str, data: dict, inputs, outputs, static_vars: dict, config
     from . import steps
 
     material, replaces = steps.key_material(kind, config)
-    d = {k: v for k, v in data.items() if k not in COSMETIC_FIELDS and k not in replaces}
+    d = {k: v for k, v in data.items()
+         if k not in COSMETIC_FIELDS and k not in replaces and k not in VALUE_FIELDS}
     d["inputs"] = list(inputs)
     d.pop("output", None)
     d["outputs"] = list(outputs)
@@ -79,7 +85,7 @@ def key_material(pipeline, step, fp, upstream: dict) -> dict:
         if digest is None:
             digest = upstream[fp.produced_by[path]].get(path)
         inputs[path] = digest
-    return {
+    material = {
         "v": CACHE_FORMAT_VERSION,
         "kind": step.kind,
         "definition": step.definition,
@@ -87,6 +93,9 @@ def key_material(pipeline, step, fp, upstream: dict) -> dict:
         "upstream": {d: upstream[d] for d in step.data_needs},
         "env_names": sorted(v.env for v in step.vars if v.ref.startswith("env.")),
     }
+    if fp.discovered:  # a depfile's files, by hash (absent for other steps: their keys stay)
+        material["discovered"] = dict(fp.discovered)
+    return material
 
 
 def cache_key(material: dict) -> str:

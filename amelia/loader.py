@@ -7,13 +7,16 @@ refuse duplicate keys, and bound the size of what aliases expand to.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .errors import Location, PipelineError
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
-MAX_NODES = 100_000  # after alias expansion: a "billion laughs" stops here, at once
+# After alias expansion: a "billion laughs" stops here, at once. Room for a pipeline of
+# 20,000 steps (about 120,000 nodes), and a bound of about a second on what aliases cost.
+MAX_NODES = 250_000
 MAX_ALIASES = 1_000
 
 Path = tuple  # of str keys and int indexes
@@ -134,14 +137,56 @@ def load_bytes(raw: bytes, display: str) -> Loaded:
         node = yaml.compose(text, Loader=loader_cls)
     except yaml.MarkedYAMLError as e:
         raise _syntax_error(e, display, lines) from None
+    except yaml.reader.ReaderError as e:
+        raise _reader_error(e, text, display, loader_cls is not yaml.SafeLoader) from None
     except yaml.YAMLError as e:
         raise PipelineError(f"invalid YAML: {e}", Location(display)) from None
     if node is None:
         return Loaded({}, source)
     builder = _Builder(source)
-    builder.measure(node)
+    if _ANCHOR.search(text):  # no anchor, no alias: nothing to expand, nothing to measure
+        builder.measure(node)
     data = builder.build(node, (), 0)
     return Loaded(data, source)
+
+
+# Where an anchor (&name) may start: '&' and an anchor character (YAML's ns-anchor-char:
+# no space, no flow indicator). Every anchor matches; `a && b` or `2>&1` match too, and
+# only cost the measuring pass.
+_ANCHOR = re.compile(r"&[^\s,\[\]{}]")
+
+
+def _reader_error(e, text: str, display: str, in_bytes: bool) -> PipelineError:
+    """A character YAML does not allow (a control character), located at line:col.
+
+    The reader gives its offset in the text: in UTF-8 bytes from libyaml (in_bytes), in
+    characters from the pure-Python reader. Lines are counted at "\n" only, and the
+    snippet is cut from the text here, since such a character may also break lines
+    for str.splitlines."""
+    offset = max(e.position, 0)
+    if in_bytes:
+        offset = len(text.encode("utf-8", "surrogatepass")[:offset].decode("utf-8", "ignore"))
+    offset = min(offset, len(text))
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    line = text.count("\n", 0, offset) + 1
+    col = offset - start + 1
+    lines = [""] * (line - 1) + [text[start:] if end == -1 else text[start:end]]
+    char = e.character
+    code = ord(char) if isinstance(char, str) else int(char or 0)
+    return PipelineError(
+        f"invalid YAML: control character U+{code:04X} is not allowed",
+        Location(display, line, col, "", _visible(snippet_of(lines, line, col))),
+        f"remove it; to put one in a value, write it as an escape in double quotes, e.g. \"\\x{code:02x}\""
+        if code < 0x100 else "remove it")
+
+
+def _visible(line: str) -> str:
+    """A source line with its control characters shown as U+2400 symbols (␁), one column each,
+    so that the caret below still lines up and the terminal never receives them raw."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 and c != "\t" else
+                   "\u2421" if c == "\x7f" else "\ufffd" if not c.isprintable() and c != "\t" else c
+                   for c in line)
 
 
 def _syntax_error(e, display: str, lines: list) -> PipelineError:
@@ -188,7 +233,9 @@ _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = frozenset((_CORE + "map", _CORE + "seq"))
 _SCALAR_TAGS = frozenset(_CORE + t for t in (
     "str", "int", "float", "bool", "null", "timestamp", "binary", "merge", "value"))
+_STR = _CORE + "str"
 _TEXT_TAGS = frozenset((_CORE + "timestamp", _CORE + "binary"))
+_NUL_HINT = "no file name, command or environment value can hold one; remove the \\0 escape"
 _TAG_HINT = "amelia reads plain YAML: mappings, lists, strings, numbers, booleans and null"
 
 
@@ -293,6 +340,8 @@ class _Builder:
                     self._fail("a key must be a plain string", key_node, path)
                 key = key_node.value
                 child = path + (key,)
+                if "\0" in key:
+                    self._fail("a key holds a NUL byte (\\0)", key_node, path, _NUL_HINT)
                 if key in out:
                     first = self.source.positions[child][0]
                     self._fail(f"duplicate key '{key}' (first at line {first})", key_node, child,
@@ -311,11 +360,20 @@ class _Builder:
             self._fail(f"unsupported YAML tag '{_short_tag(node.tag)}'", node, path, _TAG_HINT)
         if node.tag in _TEXT_TAGS:
             return node.value  # dates, binary: keep the text, as JSON would see it
+        if node.tag == _STR:
+            value = node.value  # what the constructor would make of it, without the call
+            if "\0" in value:
+                self._fail("a value holds a NUL byte (\\0)", node, path, _NUL_HINT)
+            return value
         try:
             value = self.constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, TypeError) as e:
             problem = getattr(e, "problem", None) or str(e)
             self._fail(f"invalid value for {_short_tag(node.tag)}: {problem}", node, path)
+        if isinstance(value, str) and "\0" in value:
+            # No path, command, environment value or prompt can carry one (the OS cuts
+            # C strings there); say so here, at the value, not as a traceback later.
+            self._fail("a value holds a NUL byte (\\0)", node, path, _NUL_HINT)
         if value is None or isinstance(value, (str, bool, int, float)):
             return value
         return node.value

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from .store.objects import TREE_PREFIX
 
 KEEP_LOG_RUNS = 50
+# A temp file in objects/tmp this old is left over from a writer that died (a put
+# takes seconds, not an hour); a younger one may be a running writer's: keep it.
+STALE_TEMP_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,23 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
+def _store_errors(fn):
+    """An OSError on a file of the store (read-only, full disk) is a StoreProblem naming it."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(store, *args, **kwargs):
+        try:
+            return fn(store, *args, **kwargs)
+        except OSError as e:
+            from .store.problems import os_problem
+
+            raise os_problem(e.filename or store.dir, e) from e
+
+    return wrapped
+
+
+@_store_errors
 def verify(store) -> Report:
     """Re-hash every object; list the ones whose bytes changed, and records that lost objects."""
     bad = store.objects.verify()
@@ -43,12 +63,19 @@ def verify(store) -> Report:
     return Report("cache verify", counts, tuple(bad))
 
 
+@_store_errors
 def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
     """Keep the newest `keep` records of each step; drop the rest and orphaned objects.
 
     Several pipeline files in one repository share one store, so records of steps
     this pipeline does not have are kept unless `prune_other_steps` says otherwise.
+    Temp files older than STALE_TEMP_SECONDS in objects/tmp (a writer that died) go too.
     """
+    if keep < 1:  # 0 or less would drop every record and then every object
+        from .errors import UsageError
+
+        raise UsageError(f"--keep must be at least 1, got {keep}",
+                         hint="`amelia cache clear` forgets every cached result")
     current = {s.id for s in pipeline.steps}
     by_step: dict = {}
     drop = []
@@ -83,10 +110,33 @@ def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
     # The file-state memo is read whole on every run: forget files that are gone.
     gone = [p for p in store.memo.load() if not os.path.lexists(os.path.join(store.root, p))]
     store.memo.delete(gone)
+    temps = remove_stale_temps(os.path.join(store.objects.dir, "tmp"))
     counts = {"records dropped": len(drop), "objects removed": removed, "log dirs removed": len(old_logs),
-              "file states dropped": len(gone)}
+              "file states dropped": len(gone), "temp files removed": temps}
     return Report("cache gc", counts)
 
 
+def remove_stale_temps(tmp_dir: str, older_than: float = STALE_TEMP_SECONDS, now: float | None = None) -> int:
+    """Remove the files in tmp_dir not modified for `older_than` seconds; how many went.
+    A writer fills its temp file as it goes, so its mtime stays fresh while it writes."""
+    import time
+
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # its writer finished (renamed it) or gave up meanwhile
+            pass
+    return removed
+
+
+@_store_errors
 def clear(store) -> None:
     store.clear_cache()

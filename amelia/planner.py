@@ -54,7 +54,8 @@ class Plan:
         return {d.step: d for d in self.decisions}
 
     def stale(self) -> list:
-        return [d for d in self.decisions if d.action != CACHED]
+        """Decisions that would change the disk: a step to run, or outputs to restore."""
+        return [d for d in self.decisions if d.action != CACHED or d.restore]
 
     def errors(self) -> list:
         return [d for d in self.decisions if d.action == ERROR]
@@ -101,6 +102,8 @@ def decide(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict, reco
     key = cache_key(material)
     if forced:
         return Decision(step.id, RUN, (Reason("forced"),), key, material)
+    if step.always:
+        return Decision(step.id, RUN, (Reason("always"),), key, material)
     head = records.get(key)
     if head is None:
         reasons = () if previous is None else explain(step, material, previous.get(step.id),
@@ -108,7 +111,8 @@ def decide(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict, reco
         return Decision(step.id, RUN, reasons, key, material)
     outputs = head[1]
     restore = tuple(p for p, h in outputs.items() if fp.outputs.get(p) != h)
-    reasons = tuple(Reason("output_missing", p) for p in restore)
+    reasons = tuple(Reason("output_missing" if fp.outputs.get(p) is None else "output_edited", p)
+                    for p in restore)
     return Decision(step.id, CACHED, reasons, key, material, outputs, restore)
 
 
@@ -120,6 +124,8 @@ def _waiting(pipeline: Pipeline, step: Step, fp: Fingerprint, waiting: list, for
         return problem
     if forced:
         return Decision(step.id, RUN, (Reason("forced"),))
+    if step.always:
+        return Decision(step.id, RUN, (Reason("always"),))
     if previous is None:
         return Decision(step.id, BLOCKED, tuple(Reason("after", d) for d in waiting))
     partial = key_material(pipeline, step, fp, {d: {} for d in step.data_needs})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 WORDING = {
     "new_step": "new step",
     "forced": "forced",
+    "always": "always runs",
     "format_changed": "cache format changed",
     "kind_changed": "step kind changed",
     "definition_changed": "definition changed ({s})",
@@ -28,6 +29,8 @@ WORDING = {
     "env_changed": "env vars changed",
     "no_record": "no cached result for these inputs",
     "output_missing": "restore {s}",
+    "output_edited": "restore {s} (edited)",
+    "object_corrupt": "the stored copy of {s} was corrupt (moved to .amelia/objects/corrupt/)",
     "output_lost": "output {s} is missing and not in the store",
     "upstream_unchanged": "upstream re-ran; its outputs are unchanged",
     "after": "after {s}",
@@ -99,6 +102,9 @@ def explain(step, material: dict, previous: dict | None, produced=frozenset(),
     reasons += [Reason("input_changed", p) for p in new if p in old and old[p] != new[p] and own(p)]
     reasons += [Reason("input_added", p) for p in new if p not in old and own(p)]
     reasons += [Reason("input_removed", p) for p in old if p not in new and own(p)]
+    old_found, new_found = previous.get("discovered") or {}, material.get("discovered") or {}
+    reasons += [Reason("input_changed", p) for p in new_found
+                if p in old_found and old_found[p] != new_found[p] and p not in new]
     if upstream_known:
         reasons += [Reason("upstream_changed", d) for d, outs in material["upstream"].items()
                     if previous.get("upstream", {}).get(d) != outs]

@@ -1,9 +1,16 @@
-"""Text and JSON renderings of plans and run history (no heavy imports)."""
+"""Text and JSON renderings of plans and run history (no heavy imports).
+
+Names, file names and errors come from outside (the pipeline file, the disk, servers,
+state.db written by older versions): the text renderings show them through
+`safetext` (secrets redacted, escape sequences shown); JSON escapes controls itself.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+
+from .safetext import escape_line, safe
 
 
 def _word(reasons) -> str:
@@ -19,15 +26,17 @@ def plan_text(pipeline, decisions) -> str:
     lines = []
     counts: dict = {}
     for d in decisions:
-        counts[d.action] = counts.get(d.action, 0) + 1
+        action = "restore" if d.action == "cached" and d.restore else d.action
+        counts[action] = counts.get(action, 0) + 1
         why = _word(d.reasons)
-        lines.append(f"{d.action:<7} {d.step:<{width}}  {why}".rstrip())
-    order = ("run", "blocked", "cached", "error")
+        lines.append(f"{action:<7} {d.step:<{width}}  {why}".rstrip())
+    order = ("run", "blocked", "restore", "cached", "error")
     summary = ", ".join(f"{counts[a]} {a}" for a in order if counts.get(a))
     stale = counts.get("run", 0) + counts.get("blocked", 0)
     verdict = ", ".join(([f"{stale} to run"] if stale else []) +
+                        ([f"{counts['restore']} to restore"] if counts.get("restore") else []) +
                         ([f"{counts['error']} cannot run"] if counts.get("error") else [])) or "up to date"
-    lines.append(f"amelia: plan for {pipeline.name}: {verdict} ({summary})")
+    lines.append(f"amelia: plan for {escape_line(pipeline.name)}: {verdict} ({summary})")
     return "\n".join(lines) + "\n"
 
 
@@ -36,7 +45,7 @@ def plan_json(pipeline, decisions) -> str:
         "pipeline": pipeline.name,
         "file": pipeline.file,
         "steps": [{"step": d.step, "action": d.action, "reasons": [r.to_dict() for r in d.reasons],
-                   "key": d.key or None} for d in decisions],
+                   "key": d.key or None, "restore": list(d.restore)} for d in decisions],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -103,7 +112,7 @@ def show_text(run) -> str:
     costs = [u["cost"] for u in usage.values()]
     lines = [
         f"run       {run['id']}",
-        f"pipeline  {run['pipeline']} ({run['file']})",
+        f"pipeline  {escape_line(run['pipeline'])} ({escape_line(run['file'])})",
         f"started   {_when(run['started'])}",
         f"status    {run['status']}",
         f"time      {_dur(run)}",
@@ -122,8 +131,9 @@ def show_text(run) -> str:
             dur = f"{s['duration']:.2f}s" if s.get("duration") else ""
             u = usage.get(s["step"])
             money = f"{_tokens(u):>11} {_cost(u):>9}  " if usage else ""
-            detail = s.get("error") or s.get("reason") or ""
-            lines.append(f"{s['status']:<8} {s['step']:<{width}}  {dur:>7}  {money}{detail}".rstrip())
+            detail = safe(s.get("error") or s.get("reason") or "")
+            lines.append(f"{s['status']:<8} {escape_line(s['step']):<{width}}  {dur:>7}  "
+                         f"{money}{detail}".rstrip())
     return "\n".join(lines) + "\n"
 
 

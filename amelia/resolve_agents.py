@@ -17,7 +17,25 @@ from .errors import did_you_mean
 from .steps import Resolved
 from .steps.agent import DEFAULT_REPAIRS, AgentConfig
 
+# Deeper schemas are refused before jsonschema (and every later json.dumps of the key)
+# recurses through them: a file nested 100,000 deep would end in a RecursionError.
+MAX_SCHEMA_DEPTH = 64
+
 _PATHLIKE = re.compile(r"^[\w./-]+\.[A-Za-z0-9]+$")
+
+
+def _depth(value) -> int:
+    """How deeply a JSON value nests (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            d += 1
+            deepest = max(deepest, d)
+            if deepest > MAX_SCHEMA_DEPTH:
+                return deepest
+            stack.extend((c, d) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def is_prompt_file(text: str) -> bool:
@@ -119,8 +137,16 @@ class AgentResolution:
                 return None
             try:
                 value = json.loads(content)
+                too_deep = _depth(value) > MAX_SCHEMA_DEPTH
             except ValueError as e:
                 self._err(f"schema file '{value}' is not JSON: {e}", path)
+                return None
+            except RecursionError:  # the decoder recurses once per level
+                too_deep = True
+            if too_deep:
+                self._err(f"schema file '{self.data['schema'].strip()}' nests deeper than "
+                          f"{MAX_SCHEMA_DEPTH} levels", path,
+                          "a schema for an answer is a few levels deep; flatten it, or use $defs and $ref")
                 return None
             self.sources.append((self.data["schema"].strip(), sha))
         import jsonschema

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from . import events as ev
+from .confine import Escape, check_dir, check_parent
+from .errors import AmeliaError
 from .processes import CancelToken, ProcessGroups, StepCancelled
 from .steps import KINDS, StepError, implementation
 from .store import Record
@@ -67,7 +69,7 @@ class RunContext:
         self.commit.flush()
 
     def log_path(self, step) -> str:
-        return os.path.join(self.logs, f"{step.id}.log")
+        return os.path.join(self.logs, self.store.log_name(step.id))
 
     def template_values(self, step, limit: int | None = MAX_ENV_VALUE) -> dict:
         """Values of the step's ${{ }} references, by the environment variable that carries them.
@@ -125,41 +127,152 @@ class Outcome:
     error: str = ""
     exit_code: int | None = None
     tail: str = ""
+    key: str = ""  # ran: the key its record was saved under
 
 
-def restore(ctx: RunContext, states, decision) -> bool:
-    """Put a cached step's outputs back from the store; False if an object is missing."""
+def restore(ctx: RunContext, states, decision) -> tuple:
+    """Put a cached step's outputs back from the store, each byte checked.
+
+    Returns () when all are back, else the reasons the step must run instead (an object
+    missing, or corrupt: moved aside, said once, and the step's run stores a good copy).
+    Raises StepError when a path on disk is in the way (a link out of the project, a
+    directory where a file belongs)."""
+    from .reasons import Reason
+    from .store.objects import CorruptObject
+
     objects = ctx.store.objects
-    if not all(objects.can_restore(decision.outputs[p]) for p in decision.restore):
-        return False
+    lost = tuple(Reason("output_lost", p) for p in decision.restore
+                 if not objects.can_restore(decision.outputs[p]))
+    if lost:
+        return lost
     for p in decision.restore:
-        objects.restore(decision.outputs[p], os.path.join(ctx.root, p.rstrip("/")))
-        states.forget(p.rstrip("/"))
-    return True
+        try:
+            objects.restore(decision.outputs[p], os.path.join(ctx.root, p.rstrip("/")), ctx.root)
+        except CorruptObject as e:
+            objects.quarantine(e.digest)
+            return (Reason("object_corrupt", p),)
+        except OSError as e:
+            raise _output_in_the_way(p, e) from None
+        except Escape as e:
+            raise StepError(f"cannot restore {p}: {e}", hint=e.hint) from None
+        finally:
+            states.forget(p.rstrip("/"))
+    return ()
+
+
+def _output_in_the_way(path: str, e: OSError) -> StepError:
+    if isinstance(e, IsADirectoryError):
+        return StepError(f"output {path} is a directory on disk, but is declared as a file",
+                         hint=f"remove the directory, or declare the output as {path.rstrip('/')}/")
+    if isinstance(e, NotADirectoryError):
+        return StepError(f"output {path} is a file on disk, but is declared as a directory",
+                         hint="remove the file, or declare the output without the trailing /")
+    return StepError(f"cannot write output {path}: {e.strerror or e}")
+
+
+def clear_outputs(ctx: RunContext, states, step) -> None:
+    """Remove the step's declared outputs before it runs (DVC does too), so a result can
+    only hold what this run wrote: a file output goes, a directory output is emptied."""
+    for o in step.outputs:
+        states.forget(o.rstrip("/"))
+    try:
+        remove_outputs(ctx.root, step, keep_dirs=True)
+    except OutputInTheWay as e:
+        raise StepError(e.message, hint=e.hint) from None
+
+
+class OutputInTheWay(Exception):
+    """What is on disk at an output's path cannot be removed as that output."""
+
+    def __init__(self, output: str, message: str, hint: str):
+        super().__init__(message)
+        self.output, self.message, self.hint = output, message, hint
+
+
+def remove_outputs(root: str, step, dry_run: bool = False, keep_dirs: bool = False) -> list:
+    """Remove the step's declared outputs, never following a link and never anything
+    outside the project; the paths removed (or that would be). keep_dirs: empty a
+    directory output, leave the directory. Raises OutputInTheWay."""
+    import shutil
+
+    from .store.objects import clear_directory
+
+    removed = []
+    for o in step.outputs:
+        rel = o.rstrip("/")
+        full = os.path.join(root, rel)
+        try:
+            check_parent(root, full)
+            if os.path.islink(full):
+                check_dir(root, full)  # a link out of the project is in the way: said
+                action = (os.unlink,)  # a link inside goes, never what it points at
+            elif o.endswith("/"):
+                if os.path.isdir(full):
+                    action = (clear_directory,) if keep_dirs else (shutil.rmtree,)
+                elif os.path.exists(full):
+                    raise NotADirectoryError(full)
+                else:
+                    continue
+            elif os.path.isdir(full):
+                raise IsADirectoryError(full)
+            elif os.path.lexists(full):
+                action = (os.unlink,)
+            else:
+                continue
+        except Escape as e:
+            raise OutputInTheWay(o, f"cannot remove output {o}: {e}", e.hint) from None
+        except OSError as e:
+            err = _output_in_the_way(o, e)
+            raise OutputInTheWay(o, err.message, err.hint) from None
+        if not dry_run:
+            action[0](full)
+        removed.append(o)
+    return removed
 
 
 def execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Outcome:
     """Run the step's kind, store its outputs, then its record. Never raises."""
     started = time.monotonic()
     try:
+        clear_outputs(ctx, states, step)
         if KINDS[step.kind].stops_on_cancel:
-            implementation(step.kind).execute(step, ctx, cancel)
+            result = implementation(step.kind).execute(step, ctx, cancel)
         else:
-            _execute_watched(step, ctx, cancel)
+            result = _execute_watched(step, ctx, cancel)
         outputs = collect_outputs(ctx, states, step)
     except StepCancelled:
         return Outcome("cancelled", time.monotonic() - started, error=cancel.reason)
     except StepError as e:
         msg = e.message + (f" (hint: {e.hint})" if e.hint else "")
         return Outcome("failed", time.monotonic() - started, error=msg, exit_code=e.exit_code, tail=e.tail)
+    except AmeliaError as e:  # e.g. the store could not record a model call's usage
+        return Outcome("failed", time.monotonic() - started, error=e.message +
+                       (f" (hint: {e.hint})" if e.hint else ""))
     except Exception as e:  # a bug in a step kind must not take the others down
         import traceback
 
         return Outcome("failed", time.monotonic() - started,
                        error=f"internal error: {type(e).__name__}: {e}", tail=traceback.format_exc(limit=5))
     duration = time.monotonic() - started
-    ctx.commit.save(Record(decision.key, step.id, outputs, decision.material, ctx.run_id, duration))
-    return Outcome("ran", duration, outputs)
+    key, material = decision.key, decision.material
+    if step.depfile:  # the files it named now: the key the next decision will compute
+        key, material = _with_discovered(states, material, getattr(result, "discovered", ()))
+    ctx.commit.save(Record(key, step.id, outputs, material, ctx.run_id, duration))
+    return Outcome("ran", duration, outputs, key=key)
+
+
+def _with_discovered(states, material: dict, discovered: tuple) -> tuple:
+    """(key, material) with the depfile's files as they are after the run."""
+    from .fingerprint import MISSING
+    from .keys import cache_key
+
+    material = {k: v for k, v in material.items() if k != "discovered"}
+    for p in discovered:
+        states.forget(p)  # the step may have just written it
+    found = {p: states.hash(p) or MISSING for p in discovered}
+    if found:
+        material["discovered"] = found
+    return cache_key(material), material
 
 
 def _execute_watched(step, ctx, cancel: CancelToken) -> None:
@@ -172,7 +285,7 @@ def _execute_watched(step, ctx, cancel: CancelToken) -> None:
 
     def work():
         try:
-            implementation(step.kind).execute(step, ctx, cancel)
+            box["result"] = implementation(step.kind).execute(step, ctx, cancel)
         except BaseException as e:  # handed to the waiting thread
             box["error"] = e
         finally:
@@ -185,6 +298,7 @@ def _execute_watched(step, ctx, cancel: CancelToken) -> None:
     if "error" in box:
         raise box["error"]
     cancel.check()
+    return box.get("result")
 
 
 def collect_outputs(ctx: RunContext, states, step) -> dict:
@@ -193,13 +307,22 @@ def collect_outputs(ctx: RunContext, states, step) -> dict:
     for o in step.outputs:
         rel = o.rstrip("/")
         full = os.path.join(ctx.root, rel)
+        try:
+            check_parent(ctx.root, full)
+            if o.endswith("/"):
+                check_dir(ctx.root, full)
+        except Escape as e:
+            raise StepError(f"output {o}: {e}", hint=e.hint) from None
         if o.endswith("/"):
             if not os.path.isdir(full):
-                raise StepError(f"declared output directory {o} was not created")
+                raise StepError(f"did not write {o}",
+                                hint="the command must create the directory, relative to the project root")
             outputs[o] = ctx.store.objects.put_tree(full, durable=False)  # GroupCommit syncs
         else:
+            if os.path.isdir(full):
+                raise _output_in_the_way(o, IsADirectoryError(full))
             if not os.path.isfile(full):
-                raise StepError(f"declared output {o} was not created",
+                raise StepError(f"did not write {o}",
                                 hint="the command must write it, relative to the project root")
             outputs[o] = ctx.store.objects.put_file(full, durable=False)
         states.forget(rel)

@@ -22,12 +22,13 @@ from concurrent.futures import FIRST_COMPLETED, wait
 
 from . import events as ev
 from . import planner
-from .fingerprint import fingerprint
+from .fingerprint import discovered_paths, fingerprint
 from .paths import is_glob
 from .planner import BLOCKED, CACHED, ERROR, RUN, Decision
 from .processes import GRACE, CancelToken
 from .reasons import Reason, word
 from .runner import Outcome, RunContext, execute, restore
+from .steps import StepError
 
 PENDING, WAITING, READY, RUNNING = "pending", "blocked", "ready", "running"
 RAN, FAILED, SKIPPED, DONE_CACHED, CANCELLED = "ran", "failed", "skipped", "cached", "cancelled"
@@ -159,7 +160,8 @@ class Scheduler:
         finally:
             self.ctx.close()
         counts = self.life.counts()
-        status = ("interrupted" if self.interrupted else "failed" if counts["failed"]
+        status = ("interrupted" if self.interrupted
+                  else "failed" if counts["failed"] or self.ctx.commit.error is not None
                   else "cancelled" if counts.get("cancelled") else "ok")
         self.bus.emit(ev.RunFinished(self.run_id, status, counts, time.time() - started))
         return {"status": status, "counts": counts, "statuses": dict(self.life.state),
@@ -266,7 +268,7 @@ class Scheduler:
             self.known[sid] = out.outputs
             self.ran.add(sid)
             self.bus.emit(ev.StepCompleted(self.run_id, sid, out.duration, out.outputs,
-                                           self.decisions[sid].key))
+                                           out.key or self.decisions[sid].key))
         elif out.status == FAILED:
             self._emit_failed(sid, out)
         else:
@@ -310,12 +312,18 @@ class Scheduler:
                 return True
         d = self._decide(step)
         if d.action == CACHED:
-            if restore(self.ctx, self.states, d):
+            try:
+                missed = restore(self.ctx, self.states, d)
+            except StepError as e:  # a path on disk is in the way: said, never followed
+                self.life.move(sid, FAILED)
+                self._emit_failed(sid, Outcome(FAILED, error=e.message + (f" (hint: {e.hint})" if e.hint else "")))
+                return True
+            if not missed:
                 self.life.move(sid, DONE_CACHED)
                 self.known[sid] = d.outputs
                 self.bus.emit(ev.StepCached(self.run_id, sid, d.reasons, d.key))
                 return True
-            d = Decision(sid, RUN, tuple(Reason("output_lost", p) for p in d.restore), d.key, d.material)
+            d = Decision(sid, RUN, missed, d.key, d.material)
         self.decisions[sid] = d
         if d.action == ERROR:
             self.life.move(sid, FAILED)
@@ -333,7 +341,8 @@ class Scheduler:
             return d
         fp = self.plan.fingerprints.get(step.id)
         if fp is None or (any(n in self.ran for n in step.data_needs) and not _fixed_inputs(step, fp)):
-            fp = fingerprint(step, self.states, self.pipeline)  # a glob may match new files
+            # a glob may match new files
+            fp = fingerprint(step, self.states, self.pipeline, discovered_paths(step, self.previous))
         forced = self.force_all or step.id in self.force
         upstream = {n: self.known[n] for n in step.data_needs}
         new = planner.decide(self.pipeline, step, fp, upstream, self.store.records.heads([step.id]),

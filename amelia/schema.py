@@ -33,6 +33,60 @@ def load_schema() -> dict:
         return json.load(f)
 
 
+_ANNOTATIONS = ("description", "title", "$comment")
+
+
+_INLINED: dict = {}  # id of the schema → (the schema, its inlined form)
+
+
+def _inlined() -> dict:
+    """The schema with every `$ref` replaced by what it names, and no annotations: the
+    same rules, checked without a reference lookup per value (2-3x faster on a file of
+    thousands of steps). Made once per schema object (a test may swap load_schema)."""
+    schema = load_schema()
+    hit = _INLINED.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        _INLINED.clear()
+        hit = _INLINED[id(schema)] = (schema, _inline(schema))
+    return hit[1]
+
+
+def _inline(schema: dict) -> dict:
+    """See _inlined. A recursive reference is kept (with the $defs it needs)."""
+    defs = schema.get("$defs", {})
+
+    def inline(node, seen: tuple):
+        if isinstance(node, list):
+            return [inline(x, seen) for x in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref", "")
+        name = ref[len("#/$defs/"):] if ref.startswith("#/$defs/") else None
+        # An annotation's value is text; a property named "description" has a schema.
+        rest = {k: v for k, v in node.items() if k != "$ref" and not _annotation(k, v)}
+        if name in defs and name not in seen and not rest:
+            return inline(defs[name], seen + (name,))
+        if name is not None and name in seen:
+            return node  # recursive: left to the validator (needs $defs, kept below)
+        return {k: inline(v, seen) for k, v in node.items()
+                if not _annotation(k, v) and not (k == "$defs" and not seen)}
+
+    out = inline(schema, ())
+    if "$defs" in schema and _has_ref(out):
+        out["$defs"] = schema["$defs"]
+    return out
+
+
+def _annotation(key: str, value) -> bool:
+    return key in _ANNOTATIONS and isinstance(value, str)
+
+
+def _has_ref(node) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_has_ref(v) for v in node.values())
+    return isinstance(node, list) and any(_has_ref(v) for v in node)
+
+
 def validate(loaded: Loaded) -> list[PipelineError]:
     """All schema errors of the document, in file order."""
     import jsonschema
@@ -42,8 +96,7 @@ def validate(loaded: Loaded) -> list[PipelineError]:
 
         return [PipelineError("the file is empty", Location(loaded.source.file),
                               "start with `amelia: 1` and a `steps:` mapping")]
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(_inlined())
     found: list[tuple[tuple, PipelineError]] = []
     seen = set()
     for err in validator.iter_errors(loaded.data):
@@ -55,8 +108,33 @@ def validate(loaded: Loaded) -> list[PipelineError]:
             seen.add(key)
             loc = e.location
             found.append(((loc.line, loc.col) if loc else (0, 0), e))
+    reported = {e.location.path for _, e in found if e.location}
+    for e in _non_finite(loaded):
+        if e.location.path not in reported:  # -.inf for a timeout: "must be more than 0" says it
+            found.append(((e.location.line, e.location.col), e))
     found.sort(key=lambda t: t[0])
     return [e for _, e in found]
+
+
+def _non_finite(loaded: Loaded) -> list:
+    """`.nan` and `.inf` (YAML has them, JSON does not): a timeout of .inf is no bound and
+    .nan passes every comparison the schema makes (`> 0`), so each is an error here.
+    Walked without recursion (the loader bounds the depth, but costs nothing to be safe)."""
+    import math
+
+    out = []
+    stack = [((), loaded.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            word = "not a number (.nan)" if math.isnan(value) else "infinite"
+            out.append(PipelineError(f"{_name(path)} is {word}", loaded.source.locate(path),
+                                     "give a finite number (YAML's .nan and .inf are not)"))
+    return out
 
 
 def _leaves(err):
@@ -140,7 +218,9 @@ def _translate(err, loaded: Loaded) -> PipelineError:
         missing = [n for n in err.validator_value.get(have, ()) if n not in err.instance]
         return PipelineError(f"'{have}' needs '{missing[0] if missing else '?'}'{where}",
                              loaded.source.locate(path + (have,)),
-                             "an agent step has `agent:` (who answers) and `prompt:` (what to ask)")
+                             "an agent step has `agent:` (who answers) and `prompt:` (what to ask)"
+                             if have in ("agent", "prompt") else
+                             f"`{have}` is a setting of `run:` steps; remove it from this step")
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return PipelineError(f"missing required key '{missing}'{where}", loaded.source.locate(path),

@@ -16,8 +16,12 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # Bump when Pipeline's shape, or what resolving accepts, changes: cached resolved
 # pipelines are then ignored. (3: keys of unavailable features are errors now, so a
 # pipeline resolved by an earlier version that ignored them must not be reused.
-# 4: Step.config is the kind's typed config; static_vars is a Step field.)
-SPEC_FORMAT_VERSION = 4
+# 4: Step.config is the kind's typed config; static_vars is a Step field.
+# 5: validate refuses more (issue 10): an output holding its step's own input, outputs that
+# clash through a symlink, bad glob ranges, .nan/.inf, a step reading its own output, a
+# command too long to exec; a file resolved before must be checked again.
+# 6: Step.always; RunConfig.shell and depfile.)
+SPEC_FORMAT_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Step:
     static_vars: dict = field(default_factory=dict)  # env name → value of each param (or name) it reads
     timeout: float | None = None
     description: str = ""
+    always: bool = False  # runs on every run (Make's .PHONY); not part of its key
+    depfile: str = ""  # a Make-format file the step writes; the files it names become inputs
     # What its kind resolved: the frozen dataclass the kind declares (steps.<kind>.CONFIG,
     # e.g. RunConfig, AgentConfig); None for a kind without settings.
     config: object = _KindConfig()

@@ -6,7 +6,7 @@ import re
 
 _TEMPLATE = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
-ROOTS = ("params", "steps", "context", "env", "name")
+ROOTS = ("params", "steps", "context", "env", "name", "item")
 
 
 class TemplateSyntaxError(ValueError):

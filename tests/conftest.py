@@ -17,6 +17,16 @@ UPDATE_GOLDEN = os.environ.get("AMELIA_UPDATE_GOLDEN") == "1"
 
 
 @pytest.fixture(autouse=True)
+def _no_secrets_between_tests():
+    """The secrets registry lives as long as the process: one test's fake key must not
+    redact another test's text."""
+    yield
+    from amelia.safetext import forget_secrets
+
+    forget_secrets()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

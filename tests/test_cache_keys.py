@@ -167,7 +167,8 @@ def test_each_kind_contributes_its_material_through_the_registry(tmp_path):
     material, replaces = steps.key_material("agent", plan.config)
     assert set(material) == {"agent"} and replaces == ("model", "schema")
     assert json.loads(plan.definition)["agent"] == material["agent"]
-    assert steps.key_material("run", pipeline.step("build").config) == ({}, ())  # its command is as written
+    # its command is as written; the default shell adds nothing (a `shell:` as resolved would)
+    assert steps.key_material("run", pipeline.step("build").config) == ({}, ("shell",))
 
 
 def test_model_material_leaves_out_how_a_call_is_made():

@@ -169,9 +169,14 @@ def test_kill_9_loses_only_the_running_step(project):
 
 def test_kill_9_then_rerun_same_definition(project):
     """The killed step re-runs as it was; nothing it half-did is taken as done."""
-    project.pipeline(SLOW.format(secs=2))
+    project.pipeline(SLOW.format(secs=5))
     victim = _start(project, "run")
     _wait_for(project.root / "started")
+    # quick's record is saved by the group commit a moment after it ran (syncfs first,
+    # slower on a busy disk): wait for it, as the test is about the step still running.
+    for _ in range(40):
+        if "cached  quick" in project.run("plan").stdout:
+            break
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     # The orphaned `sleep` may still finish and write build/slow.txt: no record exists,

@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+
+from conftest import assert_golden
 
 PIPE = """\
 amelia: 1
@@ -131,3 +134,29 @@ def test_ctrl_c_exits_130_and_keeps_finished_steps(project):
     assert "Traceback" not in err
     r = project.run("plan", check=0)
     assert "cached  quick" in r.stdout and "run     slow" in r.stdout
+
+
+# -- bad numbers on the command line ---------------------------------------------------------
+
+GOLDEN = Path(__file__).resolve().parent / "store" / "golden"
+
+
+@pytest.mark.parametrize("keep", ["-1", "0"])
+def test_gc_keep_below_1_is_a_usage_error_and_drops_nothing(hist, keep):
+    hist.run("run", check=0)
+    r = hist.run("cache", "gc", "--keep", keep)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert_golden(r.stderr, GOLDEN / f"gc_keep_{keep}.txt")
+    assert "0 missing" in hist.run("cache", "verify", check=0).stdout
+    assert "2 cached" in hist.run("run", check=0).stdout
+
+
+def test_runs_n_huge_lists_them_all_and_negative_is_a_usage_error(hist):
+    hist.run("run", check=0)
+    hist.run("run", check=0)
+    r = hist.run("runs", "-n", "100000000000000000000", check=0)
+    assert len(r.stdout.splitlines()) == 3  # the header and both runs
+    assert len(hist.run("runs", "-n", "1", check=0).stdout.splitlines()) == 2
+    r = hist.run("runs", "-n", "-1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert_golden(r.stderr, GOLDEN / "runs_n_negative.txt")

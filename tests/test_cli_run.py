@@ -222,7 +222,7 @@ def test_missing_declared_output_fails(project):
         """)
     r = project.run("run")
     assert r.returncode == 1
-    assert "declared output build/never.txt was not created" in r.stdout
+    assert "did not write build/never.txt" in r.stdout
 
 
 def test_missing_input_is_an_error_before_running(project):
@@ -322,4 +322,5 @@ def test_plan_json_gives_reasons_as_data(project):
     assert steps["a"]["action"] == "run"
     assert steps["a"]["reasons"] == [{"kind": "input_changed", "subject": "README.md",
                                       "text": "input README.md changed"}]
-    assert steps["b"] == {"step": "b", "action": "cached", "reasons": [], "key": steps["b"]["key"]}
+    assert steps["b"] == {"step": "b", "action": "cached", "reasons": [], "key": steps["b"]["key"],
+                          "restore": []}

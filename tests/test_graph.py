@@ -62,6 +62,21 @@ def _small():
     return api.validate(str(SMALL / "amelia.yaml"))
 
 
+def test_stable_order_is_networkx_order_without_networkx():
+    """The same order as topological_order on random DAGs; None on a graph with a cycle."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        order = [f"s{i}" for i in range(n)]
+        rank = rng.sample(range(n), n)  # a hidden order the edges follow: no cycle
+        edges = {s: {t for t in order if rank[order.index(t)] < rank[order.index(s)] and rng.random() < 0.3}
+                 for s in order}
+        assert graph.stable_order(order, edges) == graph.topological_order(graph.build(order, edges), order)
+    assert graph.stable_order(["a", "b", "c"], {"a": {"c"}, "b": set(), "c": {"a"}}) is None
+
+
 def test_small_pipeline_dependencies():
     p = _small()
     assert [(s.id, s.needs, s.data_needs) for s in p.steps] == [
@@ -112,3 +127,15 @@ def test_dot_quotes_names():
     assert out.startswith('digraph "small" {')
     assert '"design" -> "planning";' in out
     assert '"tests" -> "planning" [style=dashed];' in out
+
+
+def test_foreach_ids_are_quoted_for_dot_and_mermaid():
+    """An instance's id holds its item, which may hold a quote or a backslash."""
+    from types import SimpleNamespace
+
+    steps = (SimpleNamespace(id='greet[a"b\\c]', kind="run", needs=(), data_needs=()),
+             SimpleNamespace(id="all", kind="run", needs=('greet[a"b\\c]',), data_needs=()))
+    p = SimpleNamespace(name="p", steps=steps)
+    dot = graph.render(p, "dot")
+    assert '"greet[a\\"b\\\\c]" -> "all" [style=dashed];' in dot
+    assert '["greet[a#quot;b\\c] (run)"]' in graph.render(p, "mermaid")

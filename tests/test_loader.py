@@ -289,3 +289,47 @@ def test_bad_value_for_a_tag_is_an_error_not_a_crash():
 
 def test_an_impossible_date_is_just_text():
     assert load("v: 2001-13-45\n").data == {"v": "2001-13-45"}
+
+
+# -- characters no value can hold (issue 10) ---------------------------------------
+
+@pytest.mark.parametrize("raw, line, col, code", [
+    (b"a: 1\nb: x\x01y\n", 2, 5, "U+0001"),
+    ("a: 1\nb: \u00e9\u00e9\x07\n".encode(), 2, 6, "U+0007"),  # columns in characters, not bytes
+    (b"a: 1\nb: x\x0cy\n", 2, 5, "U+000C"),  # a form feed: str.splitlines would break the line
+    (b"a: 1\n\x7f\n", 2, 1, "U+007F"),
+])
+def test_a_control_character_is_located(raw, line, col, code):
+    e = error_of(raw)
+    assert e.message == f"invalid YAML: control character {code} is not allowed"
+    assert (e.location.line, e.location.col) == (line, col)
+    assert all(ord(c) >= 0x20 for c in e.location.snippet)  # shown as a symbol, never raw
+    assert "double quotes" in e.hint
+
+
+def test_a_control_character_is_located_by_the_pure_python_reader_too(monkeypatch):
+    import yaml
+
+    monkeypatch.delattr(yaml, "CSafeLoader")
+    e = error_of("a: 1\nb: \u00e9x\x01\n".encode())
+    assert (e.location.line, e.location.col) == (2, 6)
+
+
+@pytest.mark.parametrize("text, path", [
+    ('a: ["x\\0y"]\n', "a[0]"),
+    ('a: {b: "\\0"}\n', "a.b"),
+    ('"k\\0": 1\n', ""),
+])
+def test_a_nul_byte_is_an_error_at_the_value(text, path):
+    e = error_of(text)
+    assert "NUL byte" in e.message and e.location.path == path and e.location.line == 1
+
+
+def test_aliases_are_measured_whenever_an_anchor_may_be_there():
+    """The measuring pass is skipped only for text with no anchor: `&&` or `2>&1` in a
+    command do not hide one, and a bomb is still refused."""
+    assert load("a: x && y\nb: echo 2>&1\n").data == {"a": "x && y", "b": "echo 2>&1"}
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdef", "bcdefg"))
+    e = error_of("cmd: x && y\n" + bomb)
+    assert "through YAML aliases" in e.message

@@ -10,7 +10,7 @@ import pytest
 
 from amelia import maintenance
 from amelia.spec import Pipeline, Step
-from amelia.store import Store
+from amelia.store import Record, Store
 from amelia.store.objects import hash_bytes
 
 
@@ -111,7 +111,7 @@ def test_gc_keeps_the_newest_records_per_step(store, tmp_path, monkeypatch):
     orphan = put(store, tmp_path, "nobody points here")
     r = maintenance.gc(store, pipeline_of("a", "b"), keep=2)
     assert r.counts == {"records dropped": 4, "objects removed": 5, "log dirs removed": 0,
-                        "file states dropped": 0}
+                        "file states dropped": 0, "temp files removed": 0}
     assert set(store.state.record_heads(["a", "b"])) == {"a2", "a3", "b2", "b3"}
     assert objects_in(store) == {hashes[(s, i)] for s in "ab" for i in (2, 3)}
     assert orphan not in objects_in(store)
@@ -210,8 +210,6 @@ class InterfacesOnly:
 
 
 def test_gc_verify_clear_go_through_the_interfaces(store, tmp_path):
-    from amelia.store import Record
-
     old = put(store, tmp_path, "old")
     new = put(store, tmp_path, "new")
     store.records.save(Record("k-old", "a", {"a.txt": old}, {}, created=1.0))
@@ -220,7 +218,7 @@ def test_gc_verify_clear_go_through_the_interfaces(store, tmp_path):
     s = InterfacesOnly(store)
     r = maintenance.gc(s, pipeline_of("a"), keep=1)
     assert r.counts == {"records dropped": 1, "objects removed": 1, "log dirs removed": 0,
-                        "file states dropped": 1}
+                        "file states dropped": 1, "temp files removed": 0}
     assert [h.key for h in store.records.all_outputs()] == ["k-new"] and objects_in(store) == {new}
     assert store.memo.load() == {}
     r = maintenance.verify(s)
@@ -255,3 +253,35 @@ def test_doctor_reports_a_damaged_state_db(tmp_path):
     (tmp_path / ".amelia" / "state.db").write_bytes(b"garbage, not a database" * 200)
     [check] = doctor.store(str(tmp_path))
     assert check.name == "state.db" and check.status == "fail" and "damaged" in check.detail
+
+
+# -- gc: --keep and stale temp files ------------------------------------------------------------
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_gc_refuses_to_keep_nothing(store, tmp_path, keep):
+    from amelia.errors import UsageError
+
+    h = put(store, tmp_path, "x")
+    store.records.save(Record("k", "a", {"o": h}, {}))
+    with pytest.raises(UsageError, match="--keep must be at least 1"):
+        maintenance.gc(store, pipeline_of("a"), keep=keep)
+    assert [r.key for r in store.records.all_outputs()] == ["k"] and objects_in(store) == {h}
+
+
+def test_gc_removes_stale_temp_files_and_keeps_fresh_ones(store, tmp_path):
+    tmp = os.path.join(store.objects.dir, "tmp")
+    os.makedirs(tmp, exist_ok=True)
+    stale, fresh = os.path.join(tmp, "tmpdead"), os.path.join(tmp, "tmplive")
+    for p in (stale, fresh):
+        with open(p, "wb") as f:
+            f.write(b"half an object")
+    old = time.time() - maintenance.STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    r = maintenance.gc(store, pipeline_of("a"), keep=1)
+    assert r.counts["temp files removed"] == 1
+    assert not os.path.exists(stale) and os.path.exists(fresh)  # a writer may still be filling it
+    assert objects_in(store) == set()  # temp files never counted as objects
+
+
+def test_remove_stale_temps_without_a_tmp_dir(tmp_path):
+    assert maintenance.remove_stale_temps(str(tmp_path / "nope")) == 0

@@ -355,3 +355,59 @@ def test_find_root_relative_path(tmp_path, monkeypatch):
     subprocess.run(["git", "init", "-q", str(tmp_path / "r")], check=True)
     monkeypatch.chdir(tmp_path / "r")
     assert find_root("amelia.yaml") == str(tmp_path / "r")
+
+
+# -- checks validate makes (issue 10) -------------------------------------------------
+
+@pytest.mark.parametrize("pattern, problem", [
+    ("src/[z-a].c", "is not a valid glob: the range 'z-a' in '[z-a]' runs backwards"),
+    ("src/[!9-0]*", "is not a valid glob: the range '9-0' in '[!9-0]' runs backwards"),
+    ("src/[a-z].c", None),
+    ("src/[].c", None),  # an unclosed class is a literal '['
+    ("plain/file.c", None),
+])
+def test_glob_problem(pattern, problem):
+    assert paths.glob_problem(pattern) == problem
+    if problem is None and paths.is_glob(pattern):
+        glob_regex(pattern)  # what validate accepts compiles
+
+
+def test_a_nul_byte_is_a_confinement_problem_not_a_crash(tmp_path):
+    assert confinement_problem("a\0b", str(tmp_path)) == "contains a NUL byte"
+    assert paths.lexical_problem("a\0b") == "contains a NUL byte"
+
+
+def test_literal_text_is_what_every_match_starts_with():
+    assert paths.literal_text("build/a*.o") == "build/a"
+    assert paths.literal_text("build/[ab]/x?") == "build/"
+    assert paths.literal_text("**/x") == ""
+    assert paths.literal_text("plain/x") == "plain/x"
+
+
+def test_is_glob():
+    assert [paths.is_glob(p) for p in ("a*", "a?", "a[b]", "a/b", "")] == [True, True, True, False, False]
+
+
+def test_real_pattern_sees_one_file_under_two_names(tmp_path):
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "a" / "f.txt").write_text("x")
+    os.symlink("a", tmp_path / "b")
+    os.symlink("a/f.txt", tmp_path / "link.txt")
+    root, memo = str(tmp_path), {}
+    assert paths.real_pattern("b/x", root, memo) == "a/x"
+    assert paths.real_pattern("b/", root, memo) == "a/"
+    assert paths.real_pattern("b/deep/new/file", root, memo) == "a/deep/new/file"
+    assert paths.real_pattern("b/*.txt", root, memo) == "a/*.txt"
+    assert paths.real_pattern("link.txt", root, memo) == "a/f.txt"
+    assert paths.real_pattern("a/x", root, memo) == "a/x"
+    assert paths.real_pattern("*.txt", root, memo) == "*.txt"
+    assert paths.real_pattern("missing/x", root, memo) == "missing/x"
+
+
+def test_real_pattern_outside_the_root_is_none(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "proj").mkdir()
+    os.symlink(outside, tmp_path / "proj" / "out")
+    assert paths.real_pattern("out/x", str(tmp_path / "proj")) is None
+    assert confinement_problem("out/*.c", str(tmp_path / "proj")) == paths.SYMLINK_ESCAPE

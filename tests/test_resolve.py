@@ -381,6 +381,94 @@ def test_output_clashes(tmp_path):
     assert errs[0].hint == "each file is written by one step only (see line 3)"
 
 
+@pytest.mark.parametrize("inputs, outputs, message", [
+    (["src/*.c"], ["src/"], "output directory 'src/' holds input 'src/*.c' of step 'a'"),
+    (["src/main.c"], ["src/"], "output directory 'src/' holds input 'src/main.c' of step 'a'"),
+    (["notes.md"], ["notes.md"], "output 'notes.md' is also an input of step 'a'"),
+    (["docs/"], ["docs/index.html"], "output 'docs/index.html' is read by input 'docs/' of the same step"),
+    (["**/*.md"], ["build/x.md"], "output 'build/x.md' is read by input '**/*.md' of the same step"),
+    (["src/*.c"], ["src/gen/"], None),  # a glob of one level does not reach below src/gen/
+    (["src/*.c"], ["src/main.h"], None),
+    (["build/a"], ["build/ab"], None),
+])
+def test_an_output_cannot_hold_the_steps_own_input(tmp_path, inputs, outputs, message):
+    text = f"""\
+        amelia: 1
+        steps:
+          a: {{run: x, inputs: {json.dumps(inputs)}, outputs: {json.dumps(outputs)}}}
+        """
+    if message is None:
+        resolve_text(tmp_path, text)
+        return
+    errs = errors_of(tmp_path, text)
+    assert [(e.location.path, e.message) for e in errs] == [("steps.a.outputs[0]", message)]
+    assert "both an input and an output" in errs[0].hint
+
+
+def test_an_input_of_another_step_is_a_dependency_not_an_overlap(tmp_path):
+    p = resolve_text(tmp_path, """\
+        amelia: 1
+        steps:
+          make: {run: x, outputs: [src/]}
+          use: {run: x, inputs: ["src/*.c"], output: out.txt}
+        """)
+    assert deps(p)["use"] == (("make",), ("make",))
+
+
+def test_outputs_clash_and_feed_through_symlinks_inside_the_project(tmp_path):
+    (tmp_path / "a").mkdir()
+    os.symlink("a", tmp_path / "b")
+    os.symlink("a", tmp_path / "c")
+    (tmp_path / "e").mkdir()
+    os.symlink("e", tmp_path / "f")
+    errs = errors_of(tmp_path, """\
+        amelia: 1
+        steps:
+          one: {run: x, output: a/x}
+          two: {run: x, output: b/x}
+          three: {run: x, outputs: [c/]}
+          own: {run: x, inputs: [e/y], outputs: [f/y]}
+        """)
+    assert [(e.location.path, e.message) for e in errs] == [
+        ("steps.two.output", "output 'b/x' is also written by step 'one' (through a symlink: 'b/x' is 'a/x')"),
+        ("steps.three.outputs[0]",
+         "output directory 'c/' contains 'a/x', an output of step 'one' (through a symlink: 'c/' is 'a/')"),
+        ("steps.own.outputs[0]", "output 'f/y' is also an input of step 'own' (through a symlink: 'f/y' is 'e/y')"),
+    ]
+    p = resolve_text(tmp_path, """\
+        amelia: 1
+        steps:
+          make: {run: x, output: a/x}
+          use: {run: x, inputs: [b/x], output: out.txt}
+          glob: {run: x, inputs: ["b/*"], output: out2.txt}
+        """)
+    assert deps(p)["use"] == (("make",), ("make",))  # b/x is the file make writes
+    assert deps(p)["glob"] == (("make",), ("make",))
+
+
+def test_an_input_glob_must_compile(tmp_path):
+    errs = errors_of(tmp_path, """\
+        amelia: 1
+        steps:
+          a: {run: x, inputs: ["src/[z-a].c", "ok/*.c"]}
+        """)
+    assert [(e.location.path, e.message) for e in errs] == [
+        ("steps.a.inputs[0]", "input 'src/[z-a].c' is not a valid glob: the range 'z-a' in '[z-a]' runs backwards")]
+
+
+def test_a_run_command_longer_than_one_argument_may_be(tmp_path):
+    from amelia.resolve.shape import MAX_ARG_BYTES
+
+    ok = "x" * MAX_ARG_BYTES
+    resolve_text(tmp_path, f"amelia: 1\nsteps:\n  a: {{run: {ok}}}\n")
+    errs = errors_of(tmp_path, f"amelia: 1\nsteps:\n  a: {{run: {ok}x}}\n")
+    assert [(e.location.path, e.message) for e in errs] == [
+        ("steps.a.run", "the command of step 'a' is 128 KiB; the system runs commands of at most 128 KiB")]
+    assert "script file" in errs[0].hint
+    wide = "\u00e9" * (MAX_ARG_BYTES // 2 + 1)  # counted in bytes: 2 each in UTF-8
+    assert len(errors_of(tmp_path, f"amelia: 1\nsteps:\n  a: {{run: {wide}}}\n")) == 1
+
+
 # -- dependencies ----------------------------------------------------------------
 
 def deps(pipeline):
@@ -404,10 +492,22 @@ def test_a_reference_adds_a_data_dependency(tmp_path):
         steps:
           use: {run: "cat ${{ steps.make.output }}"}
           make: {run: x, output: m.txt}
-          self: {run: "x > ${{ steps.self.output }}", output: s.txt}
         """)
-    assert deps(p) == {"make": ((), ()), "use": (("make",), ("make",)), "self": ((), ())}
-    assert [s.id for s in p.steps] == ["make", "use", "self"]
+    assert deps(p) == {"make": ((), ()), "use": (("make",), ("make",))}
+    assert [s.id for s in p.steps] == ["make", "use"]
+
+
+def test_a_step_cannot_read_its_own_output(tmp_path):
+    errs = errors_of(tmp_path, """\
+        amelia: 1
+        steps:
+          self: {run: "x > ${{ steps.self.output }}", output: s.txt}
+          js: {run: "echo ${{ steps.js.json.a }}", output: s.json}
+        """)
+    assert [(e.location.path, e.location.col, e.message) for e in errs] == [
+        ("steps.self.run", 20, "step 'self' reads its own output through 'steps.self.output'"),
+        ("steps.js.run", 19, "step 'js' reads its own output through 'steps.js.json.a'"),
+    ]
 
 
 @pytest.mark.parametrize("inputs, outputs, linked", [

@@ -19,6 +19,7 @@ import types
 import pytest
 
 from amelia import api, runner, steps
+from amelia.reasons import Reason
 from amelia.fingerprint import FileStates
 from amelia.planner import Decision
 from amelia.processes import CancelToken
@@ -120,7 +121,7 @@ def test_a_missing_declared_output_fails_with_the_hint_in_the_message(proj, ctx)
     _, store, states = proj
     out = run_step(ctx, states, "lazy", "key-lazy")
     assert out.status == "failed"
-    assert out.error == ("declared output build/never.txt was not created "
+    assert out.error == ("did not write build/never.txt "
                          "(hint: the command must write it, relative to the project root)")
     assert out.exit_code is None
     ctx.close()
@@ -282,7 +283,7 @@ def test_a_missing_declared_output_is_a_step_error_with_the_hint(proj, ctx):
     pipeline, _, states = proj
     with pytest.raises(StepError) as e:
         collect_outputs(ctx, states, pipeline.step("lazy"))
-    assert e.value.message == "declared output build/never.txt was not created"
+    assert e.value.message == "did not write build/never.txt"
     assert e.value.hint == "the command must write it, relative to the project root"
 
 
@@ -290,13 +291,13 @@ def test_a_missing_declared_output_directory_is_a_step_error(proj, ctx):
     pipeline, _, states = proj
     with pytest.raises(StepError) as e:
         collect_outputs(ctx, states, pipeline.step("lazydir"))
-    assert e.value.message == "declared output directory out/never/ was not created"
+    assert e.value.message == "did not write out/never/"
 
 
 def test_a_directory_where_a_file_output_is_declared_is_a_step_error(proj, ctx):
     pipeline, _, states = proj
     os.makedirs(os.path.join(pipeline.root, "build", "never.txt"))
-    with pytest.raises(StepError, match="declared output build/never.txt was not created"):
+    with pytest.raises(StepError, match="output build/never.txt is a directory on disk, but is declared as a file"):
         collect_outputs(ctx, states, pipeline.step("lazy"))
 
 
@@ -329,7 +330,7 @@ def test_restore_puts_a_deleted_output_back_from_the_store(ctx):
     d, states = cached_decision(ctx, "a")
     assert d.restore == ("build/a.json",)
     states.memo["build/a.json"] = (0, 0, 0, "stale")
-    assert restore(ctx, states, d) is True
+    assert restore(ctx, states, d) == ()
     with open(os.path.join(root, "build/a.json")) as f:
         assert f.read() == original
     assert "build/a.json" not in states.memo  # hashed again when next asked
@@ -340,7 +341,7 @@ def test_restore_puts_back_an_edited_output(ctx):
     _write(ctx.root, "build/y.txt", "edited\n")
     d, states = cached_decision(ctx, "two")
     assert d.restore == ("build/y.txt",)
-    assert restore(ctx, states, d) is True
+    assert restore(ctx, states, d) == ()
     with open(os.path.join(ctx.root, "build/y.txt")) as f:
         assert f.read() == "y\n"
 
@@ -352,38 +353,38 @@ def test_restore_of_a_directory_removes_files_the_step_did_not_produce(ctx):
     _write(root, "out/d/stray.txt", "not the step's")
     d, states = cached_decision(ctx, "d")
     assert d.restore == ("out/d/",)
-    assert restore(ctx, states, d) is True
+    assert restore(ctx, states, d) == ()
     found = sorted(os.path.relpath(os.path.join(dp, n), root) for dp, _, ns in os.walk(root + "/out")
                    for n in ns)
     assert found == ["out/d/sub/y.txt", "out/d/x.txt"]
 
 
-def test_restore_is_false_when_an_object_is_missing_and_restores_nothing(ctx):
+def test_restore_says_output_lost_when_an_object_is_missing_and_restores_nothing(ctx):
     record = run_planned(ctx, "two")
     for name in ("x", "y"):
         os.remove(os.path.join(ctx.root, f"build/{name}.txt"))
     ctx.store.objects.remove(record.outputs["build/y.txt"])
     d, states = cached_decision(ctx, "two")
     assert d.restore == ("build/x.txt", "build/y.txt")
-    assert restore(ctx, states, d) is False
+    assert restore(ctx, states, d) == (Reason("output_lost", "build/y.txt"),)
     # Every object is checked before any is restored: x, whose object is there, stays absent.
     assert not os.path.exists(os.path.join(ctx.root, "build/x.txt"))
 
 
-def test_restore_is_false_when_a_file_of_a_tree_is_missing(ctx):
+def test_restore_says_output_lost_when_a_file_of_a_tree_is_missing(ctx):
     record = run_planned(ctx, "d")
     shutil.rmtree(os.path.join(ctx.root, "out"))
     tree = ctx.store.objects.read_tree(record.outputs["out/d/"])
     ctx.store.objects.remove(tree["x.txt"])
     d, states = cached_decision(ctx, "d")
-    assert restore(ctx, states, d) is False
+    assert restore(ctx, states, d) == (Reason("output_lost", "out/d/"),)
     assert not os.path.exists(os.path.join(ctx.root, "out"))
 
 
-def test_restore_with_nothing_to_restore_is_true(proj, ctx):
+def test_restore_with_nothing_to_restore_misses_nothing(proj, ctx):
     _, _, states = proj
     d = Decision("a", "cached", (), "k", {}, {"build/a.json": "0" * 64}, ())
-    assert restore(ctx, states, d) is True
+    assert restore(ctx, states, d) == ()
 
 
 # -- RunContext.template_values ------------------------------------------------------------

@@ -134,8 +134,8 @@ extra: 1
         (7, 5, "steps.a.neds", "unknown key 'neds' in 'steps.a'", "did you mean 'needs'?"),
         (8, 1, "amelia", "'amelia' must be 1", "this version of amelia reads format version 1"),
         (9, 1, "extra", "unknown key 'extra' at the top level",
-         "allowed keys: amelia, name, description, root, env, params, models, sources, qdrant, "
-         "agents, targets, include, steps"),
+         "allowed keys: amelia, name, description, root, shell, env, params, params_files, models, "
+         "sources, qdrant, agents, targets, include, steps"),
     ]
 
 
@@ -258,3 +258,39 @@ def test_temperature_range():
 def test_errors_are_not_repeated():
     errs = errors_of("amelia: 1\nsteps:\n  a: {run: x, nope: 1, nope2: 2}\n")
     assert len({(e.location.path, e.message) for e in errs}) == len(errs)
+
+
+# -- numbers YAML has and JSON has not; the inlined schema (issue 10) -------------
+
+def test_nan_and_infinity_are_errors_wherever_they_are():
+    errs = errors_of("""\
+amelia: 1
+models:
+  m: {provider: local, temperature: .nan}
+steps:
+  a: {run: x, timeout: .inf}
+  b: {run: x, timeout: .NaN}
+  c: {run: x, timeout: -.inf}
+""")
+    assert [(line, path, message) for line, _col, path, message, _hint in brief(errs)] == [
+        (3, "models.m.temperature", "'models.m.temperature' is not a number (.nan)"),
+        (5, "steps.a.timeout", "'steps.a.timeout' is infinite"),
+        (6, "steps.b.timeout", "'steps.b.timeout' is not a number (.nan)"),
+        (7, "steps.c.timeout", "'steps.c.timeout' must be more than 0"),  # said once
+    ]
+
+
+def test_the_inlined_schema_has_the_rules_of_the_file():
+    """Validation runs on the schema with its $refs inlined (speed); on valid and invalid
+    documents it finds exactly what the file's own schema finds."""
+    inlined = schema._inlined()
+    assert "$ref" not in json.dumps(inlined) and "$defs" not in inlined
+    plain = jsonschema.Draft202012Validator(schema.load_schema())
+    fast = jsonschema.Draft202012Validator(inlined)
+    for case in sorted((REPO / "tests" / "cases").glob("*/amelia.yaml")):
+        try:
+            data = load_bytes(case.read_bytes(), "amelia.yaml").data
+        except Exception:
+            continue  # a YAML error: no data to validate
+        found = sorted((list(e.absolute_path), e.message) for e in plain.iter_errors(data))
+        assert sorted((list(e.absolute_path), e.message) for e in fast.iter_errors(data)) == found, case

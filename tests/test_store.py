@@ -56,7 +56,7 @@ def test_put_file_and_restore_round_trip(tmp_path, objects):
     assert objects.has(digest) and objects.can_restore(digest)
     assert objects.path(digest) == os.path.join(objects.dir, digest[:2], digest[2:])
     dst = tmp_path / "restored" / "deep" / "a.bin"
-    objects.restore(digest, str(dst))
+    objects.restore(digest, str(dst), str(tmp_path))
     assert dst.read_bytes() == b"\x00hello\xff" * 1000
     assert tmp_leftovers(objects) == []
 
@@ -85,7 +85,7 @@ def test_put_bytes_round_trip(tmp_path, objects):
 def test_restore_overwrites_a_changed_file(tmp_path, objects):
     digest = objects.put_file(write(tmp_path / "a", "good"))
     dst = write(tmp_path / "out", "hand edited")
-    objects.restore(digest, dst)
+    objects.restore(digest, dst, str(tmp_path))
     assert open(dst).read() == "good"
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".amelia-tmp-")]
 
@@ -93,7 +93,7 @@ def test_restore_overwrites_a_changed_file(tmp_path, objects):
 def test_restored_file_is_readable_by_others(tmp_path, objects):
     digest = objects.put_file(write(tmp_path / "a", "x"))
     dst = tmp_path / "out.txt"
-    objects.restore(digest, str(dst))
+    objects.restore(digest, str(dst), str(tmp_path))
     assert stat.S_IMODE(os.stat(dst).st_mode) == 0o666 & ~objmod._umask()
 
 
@@ -115,7 +115,7 @@ def test_put_tree_and_restore_round_trip(tmp_path, objects, outdir):
     assert digest == tree_digest(manifest)
     assert objects.can_restore(digest)
     dst = tmp_path / "elsewhere" / "site"
-    objects.restore(digest, str(dst))
+    objects.restore(digest, str(dst), str(tmp_path))
     assert files_under(dst) == files_under(outdir)
 
 
@@ -126,7 +126,7 @@ def test_restore_tree_removes_extra_files_and_fixes_changed(tmp_path, objects, o
     write(outdir / "css" / "old.css", "old")
     write(outdir / "index.html", "<h1>edited")
     os.remove(outdir / "img" / "logo.png")
-    objects.restore(digest, str(outdir))
+    objects.restore(digest, str(outdir), str(tmp_path))
     assert files_under(outdir) == before
 
 
@@ -134,7 +134,7 @@ def test_restore_tree_leaves_git_dirs_alone(tmp_path, objects, outdir):
     write(outdir / ".git" / "HEAD", "ref")
     digest = objects.put_tree(str(outdir))
     assert ".git/HEAD" not in objects.read_tree(digest)
-    objects.restore(digest, str(outdir))
+    objects.restore(digest, str(outdir), str(tmp_path))
     assert (outdir / ".git" / "HEAD").read_text() == "ref"
 
 
@@ -142,7 +142,7 @@ def test_empty_tree_restores_the_directory(tmp_path, objects):
     (tmp_path / "empty").mkdir()
     digest = objects.put_tree(str(tmp_path / "empty"))
     assert digest == tree_digest({})
-    objects.restore(digest, str(tmp_path / "again"))
+    objects.restore(digest, str(tmp_path / "again"), str(tmp_path))
     assert (tmp_path / "again").is_dir()
 
 

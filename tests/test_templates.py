@@ -104,4 +104,4 @@ def test_env_name(ref, env):
 
 
 def test_roots():
-    assert templates.ROOTS == ("params", "steps", "context", "env", "name")
+    assert templates.ROOTS == ("params", "steps", "context", "env", "name", "item")

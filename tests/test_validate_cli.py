@@ -29,7 +29,37 @@ def _symlink_out(project, tmp_path):
     os.symlink(outside, project.root / "shared")
 
 
-SETUP = {"invalid_symlink_escape": _symlink_out}
+def _symlinks_inside(project, tmp_path):
+    """b/ and c/ are a/ under other names: their outputs are a/'s files."""
+    (project.root / "a").mkdir()
+    os.symlink("a", project.root / "b")
+    os.symlink("a", project.root / "c")
+
+
+def _vendor_is_lib(project, tmp_path):
+    """vendor/ is lib/: an output directory that holds the step's own input."""
+    (project.root / "lib").mkdir()
+    (project.root / "lib" / "util.js").write_text("export {}\n")
+    os.symlink("lib", project.root / "vendor")
+
+
+def _long_run(project, tmp_path):
+    """A 900 KiB command (generated: too big to commit): more than one argument may be."""
+    command = "echo " + "x" * (900 * 1024)
+    (project.root / "amelia.yaml").write_text(f"amelia: 1\nsteps:\n  big:\n    run: {command}\n")
+
+
+def _deep_schema(project, tmp_path):
+    """A schema file nested 100,000 levels (generated): no RecursionError."""
+    (project.root / "schemas").mkdir()
+    (project.root / "schemas" / "plan.json").write_text("[" * 100_000 + "]" * 100_000)
+
+
+SETUP = {"invalid_symlink_escape": _symlink_out,
+         "invalid_output_clash_through_symlink": _symlinks_inside,
+         "invalid_input_in_output_symlink": _vendor_is_lib,
+         "invalid_run_too_long": _long_run,
+         "invalid_schema_file_too_deep": _deep_schema}
 OTHER_FILE = {"invalid_agent_prompt_file_bad_ref": "discovery.md"}  # errors located in it
 
 

@@ -1,4 +1,9 @@
-"""Wire-format helpers shared by the HTTP providers (openai, anthropic)."""
+"""Wire-format helpers shared by the HTTP providers (openai, anthropic).
+
+Servers and HTTP libraries quote what they were sent, the key included (an illegal
+header value is printed whole), so every message made here goes through `safetext`:
+the key is redacted first, in all its forms, and only then is the text cut.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import email.utils
 import threading
 import time
 
+from ..safetext import add_secret, redact, shorten
 from . import ProviderBase, ProviderError
 
 
@@ -54,9 +60,13 @@ def retry_after_seconds(headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def clip(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+CLIP = 300  # characters of a server's text in a message
+
+
+def clip(text: str, limit: int = CLIP, secrets=()) -> str:
+    """One line of at most `limit` characters, every known secret (and `secrets`)
+    redacted before the cut: a key cut in half is not recognised afterwards."""
+    return shorten(text, limit, secrets)
 
 
 class SDKProvider(ProviderBase):
@@ -84,6 +94,16 @@ class SDKProvider(ProviderBase):
     def make_client(self, **kwargs):
         raise NotImplementedError
 
+    def api_key(self) -> str | None:
+        """The key, trimmed (a pasted key often ends in a line break), and registered as
+        a secret: no message, log or record shows it from then on."""
+        raw = super().api_key()
+        if not raw:
+            return raw
+        add_secret(raw)
+        add_secret(raw.strip())
+        return raw.strip()
+
     def client(self):
         """The SDK client, made on first use (a missing key is an error then)."""
         with self._lock:
@@ -93,6 +113,11 @@ class SDKProvider(ProviderBase):
                 if var and not key:
                     raise ProviderError(f"{self._who()}: {var} is not set; put the API key in "
                                         f"the environment or in .env")
+                if key and any(c.isspace() or not c.isprintable() for c in key):
+                    # An HTTP library would refuse the header and quote it whole.
+                    raise ProviderError(f"{self._who()}: the API key in {var} has a line break, "
+                                        f"space or control character inside; check its value "
+                                        f"in the environment or in .env")
                 # Always an explicit key (a placeholder for a keyless local server): the
                 # SDK then reads no credentials of its own. Retries are ours.
                 kwargs = {"api_key": key or "not-needed", "max_retries": 0,
@@ -108,18 +133,22 @@ class SDKProvider(ProviderBase):
                 self._client.close()
                 self._client = None
 
+    def _secrets(self) -> tuple:
+        raw = super().api_key()
+        return (raw,) if raw else ()
+
     def _scrub(self, message: str) -> str:
-        """Never let the key into a message (servers echo parts of it)."""
-        key = self.api_key()
-        if key and len(key) >= 4:
-            message = message.replace(key, "[redacted]")
-        return message
+        """Never let the key into a message (servers echo it whole, in parts, or masked)."""
+        return redact(message, self._secrets())
+
+    def _clip(self, text: str) -> str:
+        return clip(text, CLIP, self._secrets())
 
     def status_error(self, status: int, message: str, headers) -> ProviderError:
         """An HTTP error status as one attempt's ProviderError: retryable or not, and why."""
         who = self._who()
         var = self.config.key_env()
-        detail = f": {clip(message)}" if message else ""
+        detail = f": {self._clip(message)}" if message else ""
         if status == 401:  # no server text here: it may echo part of the key
             text = (f"the API key in {var} was rejected (401)" if var else
                     f"the server at {self.config.base_url} refused the request as unauthorized "
@@ -171,18 +200,19 @@ class SDKProvider(ProviderBase):
                                      getattr(e.response, "headers", None))
         if isinstance(e, sdk.APIConnectionError):
             cause = e.__cause__ or e.__context__
-            detail = f": {clip(str(cause))}" if cause and str(cause) else ""
+            detail = f": {self._clip(str(cause))}" if cause and str(cause) else ""
             return ProviderError(self._scrub(f"{who}: could not reach {where} or the connection "
                                              f"broke{detail}"), retryable=True)
         if isinstance(e, sdk.APIError):  # an error event inside the stream
             return ProviderError(self._scrub(f"{who}: the server reported an error mid-answer: "
-                                             f"{clip(body_message(e.body) or e.message)}"),
+                                             f"{self._clip(body_message(e.body) or e.message)}"),
                                  retryable=True)
         if isinstance(e, ValueError):
             return ProviderError(self._scrub(f"{who}: the server sent a malformed answer: "
-                                             f"{clip(str(e))}"), retryable=True)
+                                             f"{self._clip(str(e))}"), retryable=True)
         return ProviderError(self._scrub(f"{who}: the connection broke: "
-                                         f"{type(e).__name__}: {clip(str(e))}"), retryable=True)
+                                         f"{type(e).__name__}: {self._clip(str(e))}"),
+                             retryable=True)
 
 
 def transport_errors(sdk) -> tuple:

@@ -21,6 +21,7 @@ import subprocess
 from dataclasses import dataclass
 
 from amelia.providers import Completion, ProviderBase, ProviderError, Request, Usage
+from amelia.safetext import safe
 from amelia.providers.local import turn  # imports nothing heavy
 
 PATH_ENV = "CLAUDE_CODE_PATH"
@@ -44,7 +45,9 @@ class ClaudeCodeCompletion(Completion):
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
-    text = (text or "").strip()
+    """The end of what claude printed: secrets redacted before the cut (a cut key is not
+    recognised), control and escape sequences shown, never passed on."""
+    text = safe((text or "").strip())
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
@@ -183,7 +186,7 @@ class Provider(ProviderBase):
 
         result = parse_result(stdout)
         if proc.returncode != 0:
-            detail = tail(stderr) or (str(result.get("result", "")) if result else "") \
+            detail = tail(stderr) or (tail(str(result.get("result", ""))) if result else "") \
                 or tail(stdout)
             message = f"claude exited with status {proc.returncode}"
             if detail:

@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from ..safetext import add_secrets_from
+
 DOTENV = ".env"
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$")
@@ -78,6 +80,8 @@ def load_env(root: str | os.PathLike | None = None) -> dict[str, str]:
         text = path.read_text(encoding="latin-1")
     env.update(parse_dotenv(text))
     env.update((k, v) for k, v in os.environ.items() if v or k not in env)
+    # Whatever looks like a credential is never shown again, in any message of this run.
+    add_secrets_from(env)
     return env
 
 

@@ -14,7 +14,7 @@ import json
 
 import openai as sdk
 
-from ._wire import SDKProvider, clip, object_schema, transport_errors
+from ._wire import SDKProvider, object_schema, transport_errors
 from . import Completion, ProviderError, Request, Usage
 
 DEFAULT_MODEL = "gpt-5.4-mini"
@@ -94,7 +94,7 @@ class Provider(SDKProvider):
             raise ProviderError(f"{self._who()}: {INCOMPLETE}", retryable=True)
         if refusal:
             raise ProviderError(self._scrub(f"{self._who()}: the model refused: "
-                                            f"{clip(''.join(refusal))}"))
+                                            f"{self._clip(''.join(refusal))}"))
         text = "".join(parts)
         if request.json_schema is not None:
             text = self._structured_text(request.json_schema, text, finish)

@@ -1,17 +1,23 @@
 """Subscribers to the event bus: plain lines, JSON lines, the run record, the log file.
 
 The rich live view is in `live.py` and only imported on a terminal with work to do.
+Every text from outside (errors, tails, reasons naming files) is shown through
+`safetext.safe`: secrets redacted, control and escape sequences shown, never executed.
+The bus already redacts events; the reporters redact again for callers that feed them
+directly. JSON lines and the run record keep the text as data (JSON escapes controls).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 
 from .. import events as ev
 from ..reasons import word
 from ..render import fmt_seconds, summary_line
+from ..safetext import escape_line, redact, safe
 from ..store import EventRow, StepRow, UsageRow
 
 
@@ -24,12 +30,13 @@ class PlainReporter:
         self.width = 0
 
     def line(self, tag: str, step: str, text: str = "") -> None:
+        step, text = escape_line(step), safe(text)  # a multi-line error keeps its lines
         self.stream.write(f"{tag:<7} {step:<{self.width}}  {text}".rstrip() + "\n")
         self.stream.flush()
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.RunStarted):
-            self.width = max((len(s[0]) for s in e.steps), default=0)
+            self.width = max((len(escape_line(s[0])) for s in e.steps), default=0)
         elif isinstance(e, ev.StepStarted):
             self.line("run", e.step, word(e.reasons))
         elif isinstance(e, ev.StepCached):
@@ -40,7 +47,7 @@ class PlainReporter:
         elif isinstance(e, ev.StepFailed):
             extra = f" (log: {e.log})" if e.log else ""
             self.line("FAILED", e.step, e.error + extra)
-            for tail_line in e.tail.splitlines():
+            for tail_line in safe(e.tail).splitlines():
                 self.stream.write(f"    | {tail_line}\n")
             self.stream.flush()
         elif isinstance(e, ev.StepSkipped):
@@ -62,7 +69,8 @@ class JsonReporter:
         self.stream = stream or sys.stdout
 
     def __call__(self, e: ev.Event) -> None:
-        self.stream.write(json.dumps(e.to_dict(), default=str) + "\n")
+        # ensure_ascii (the default): every control character is a \\uXXXX escape
+        self.stream.write(json.dumps(e.redacted().to_dict(), default=str) + "\n")
         self.stream.flush()
 
 
@@ -82,10 +90,12 @@ class RecordReporter:
         self.rows[e.step] = replace(row, status=status, **({"reason": reason} if reason else {}), **fields)
 
     def __call__(self, e: ev.Event) -> None:
+        e = e.redacted()  # state.db never holds a secret
         self.events.append(EventRow(e.run_id, len(self.events), e.time, e.type,
                                     json.dumps(e.to_dict(), default=str)))
         if isinstance(e, ev.RunStarted):
-            self.history.start_run(e.run_id, e.pipeline, e.file, self.argv)
+            # a -p value may be a token: the command line is stored without secrets
+            self.history.start_run(e.run_id, e.pipeline, e.file, [redact(a) for a in self.argv])
         elif isinstance(e, ev.StepStarted):
             self._row(e, "running", word(e.reasons), duration=None)
         elif isinstance(e, ev.StepCached):
@@ -109,16 +119,45 @@ class RecordReporter:
 
 
 class LogFileReporter:
-    """The plain lines, verbose, in .amelia/logs/RUN/run.log."""
+    """The plain lines, verbose, in .amelia/logs/RUN/run.log; and the steps' own logs
+    beside it (STEP.log, what the step printed, raw) made safe to `cat` once the step is
+    done: secrets redacted, escape sequences shown (safetext.sanitize_file)."""
 
     def __init__(self, path: str):
         self.path = path
         self.plain = None
+        self.stopped: list = []  # cancelled steps: their processes may still be writing
+        self.error = None  # a StoreProblem once run.log could not be written (a full disk)
+
+    def _sanitize(self, step: str) -> None:
+        from ..safetext import sanitize_file
+
+        from ..store import Store
+
+        log = os.path.join(os.path.dirname(self.path), Store.log_name(step))
+        if os.path.isfile(log):
+            sanitize_file(log)
 
     def __call__(self, e: ev.Event) -> None:
+        if self.error is not None:
+            return  # the log stops; the run goes on, and says why at its end
+        try:
+            self._write(e)
+        except OSError as err:
+            from ..store.problems import os_problem
+
+            self.error = os_problem(self.path, err)
+
+    def _write(self, e: ev.Event) -> None:
         if self.plain is None:
             self.file = open(self.path, "a", encoding="utf-8")
             self.plain = PlainReporter(self.file, verbose=True)
         self.plain(e)
-        if isinstance(e, ev.RunFinished):
+        if isinstance(e, (ev.StepCompleted, ev.StepFailed)):
+            self._sanitize(e.step)
+        elif isinstance(e, ev.StepCancelled):
+            self.stopped.append(e.step)
+        elif isinstance(e, ev.RunFinished):
             self.file.close()
+            for step in self.stopped:  # every process of the run has ended by now
+                self._sanitize(step)

@@ -24,12 +24,14 @@ from ..loader import Loaded
 from ..spec import Pipeline, Step, TemplateVar
 from ..steps import KINDS
 from .dependencies import OutputIndex, data_needs, declared_needs, order
+from .foreach import expand, fixed_outputs
 from .document import Document, DocumentGraph, Problems, project_root
 from .kinds import KindContext
 from .models import model_configs
 from .params import PLACEHOLDERS, coerce_param, param_values  # noqa: F401  (public)
+from .params_files import read_params_files
 from .references import PATH_REFS, References
-from .shape import check_output_clashes, shape
+from .shape import check_command, check_output_clashes, shape
 
 __all__ = ["resolve", "coerce_param", "PLACEHOLDERS", "Document", "DocumentGraph"]
 
@@ -45,20 +47,29 @@ def resolve(loaded: Loaded, pipeline_file: str, overrides: dict, digest: str, so
     """
     problems = Problems()
     root = project_root(loaded.data, pipeline_file, root)
-    top = open_document(loaded, pipeline_file, "", overrides, model_overrides or {}, placeholders, problems)
+    top = open_document(loaded, pipeline_file, "", overrides, model_overrides or {}, placeholders, problems,
+                        root)
     return _Resolution(DocumentGraph((top,)), root, problems).pipeline(digest, sources)
 
 
 def open_document(loaded: Loaded, file: str, namespace: str, overrides: dict, model_overrides: dict,
-                  placeholders: bool, problems: Problems) -> Document:
-    """A loaded file as a Document: its params, env and models resolved in its own scope."""
+                  placeholders: bool, problems: Problems, root: str = ".") -> Document:
+    """A loaded file as a Document: its params (its params files' too), env and models
+    resolved in its own scope."""
     err = problems.reporter(loaded.source)
-    params = param_values(loaded.data, overrides, placeholders, err)
+    declared = loaded.data.get("params") or {}
+    from_files, file_sources, complete = read_params_files(loaded.data, root, declared, err)
+    if not complete:  # -p for a key of a file that could not be read: its error is the one to show
+        overrides = {n: v for n, v in overrides.items() if n.split(".")[0] in declared}
+    params = param_values(loaded.data, overrides, placeholders, err, from_files)
+    stand_ins = frozenset(n for n, spec in declared.items()
+                          if placeholders and "default" not in spec and n not in overrides)
     for key, path in features.find(loaded.data):
         err(key.message(), path, key.hint)
     env_names = tuple(loaded.data.get("env") or ())
     models = model_configs(loaded.data, model_overrides, err)
-    return Document(file, loaded, namespace, params, env_names, models)
+    return Document(file, loaded, namespace, params, env_names, models,
+                    frozenset(from_files), stand_ins, file_sources, not complete)
 
 
 class _Resolution:
@@ -73,37 +84,57 @@ class _Resolution:
     def pipeline(self, digest: str, sources: tuple) -> Pipeline:
         docs = self.documents.documents
         shaped = {}
+        memo: dict = {}  # directory → its real path: one walk per directory, not per path
+        groups: dict = {}  # foreach step id → its instance ids, in item order
+        extra_sources: dict = {}  # files the kinds read (prompt, schema), params files, glob listings → sha256
         for doc in docs:
-            for local in doc.steps():
-                s = shape(doc, local, self.root, self.refs[doc.namespace], self.problems.reporter(doc))
-                if s is not None:
-                    shaped[s.id] = s
-        step_ids = [doc.step_id(local) for doc in docs for local in doc.steps()]
+            extra_sources.update(doc.sources)
+            refs, err = self.refs[doc.namespace], self.problems.reporter(doc)
+            refs.groups = groups
+            for local, data in doc.steps().items():
+                items, listings = expand(data, ("steps", local), self.root, refs, err)
+                extra_sources.update(listings)
+                if items is not None:
+                    groups[doc.step_id(local)] = []
+                    if not fixed_outputs(data, ("steps", local), len(items), err):
+                        items = items[:1]  # said once, not once per pair of instances
+                for item in (None,) if items is None else items:
+                    s = shape(doc, local, self.root, refs, err, memo, item)
+                    if s is not None:
+                        shaped[s.id] = s
+                        if item is not None:
+                            groups[doc.step_id(local)].append(s.id)
+        # The steps as written, in file order, for messages.
+        names = dict.fromkeys(doc.step_id(local) for doc in docs for local in doc.steps())
+        # Every step and instance; a dict so that "is this a step" is one look-up.
+        step_ids = dict.fromkeys(list(names) + list(shaped))
         # Steps whose outputs all resolved; a path error was reported already.
         outputs_of = {sid: s.outputs for sid, s in shaped.items() if not s.path_errors}
         check_output_clashes(shaped, self.problems)
         writers = OutputIndex(shaped)
 
-        edges, data_edges, vars_of, config_of = {}, {}, {}, {}
-        why: dict = {}  # (step, dep) -> (how, Location): the first link found
-        extra_sources: dict = {}  # files the kinds read (prompt, schema) → sha256
+        edges, data_edges, vars_of, config_of, listed = {}, {}, {}, {}, {}
+        why: dict = {}  # (step, dep) -> (how, Location or a function giving it): the first link found
         for sid, s in shaped.items():
             err = self.problems.reporter(s.doc)
-            needs = declared_needs(s, step_ids, err, why)
+            needs = declared_needs(s, step_ids, err, why, groups, names)
             kind = KINDS[s.kind]
             resolved = steps.resolve(s.kind, KindContext(s.doc, self.root, s.base, err), s.local, s.data)
             config_of[sid] = resolved.config
+            check_command(s, resolved.config, err)
             extra_sources.update(resolved.sources)
             refs = []
+            doc_refs = self.refs[s.doc.namespace].bound(s.item)
             for text, tpath, tfile in resolved.texts:
-                refs += self.refs[s.doc.namespace].check(text, tpath, kind.allowed_refs, step_ids,
-                                                         outputs_of, tfile)
+                refs += doc_refs.check(text, tpath, kind.allowed_refs, names, outputs_of, tfile, self_id=sid)
+            listed[sid] = self._listed_params(s, err)
             uses = data_needs(s, refs, writers, why)
             edges[sid] = needs | uses
             data_edges[sid] = uses
             vars_of[sid] = list(dict.fromkeys(ref for ref, _ in refs))
 
-        built = tuple(self._step(shaped[sid], edges[sid], data_edges[sid], vars_of[sid], config_of[sid])
+        built = tuple(self._step(shaped[sid], edges[sid], data_edges[sid], vars_of[sid], config_of[sid],
+                                 listed[sid])
                       for sid in order(shaped, edges, why, self.problems))
         top = self.documents.root
         return Pipeline(
@@ -117,12 +148,31 @@ class _Resolution:
             sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
-    def _step(self, s, needs: set, uses: set, refs: list, config) -> Step:
-        """config: what the step's kind resolved (its frozen CONFIG)."""
+    def _listed_params(self, s, err) -> list:
+        """The refs (params.a.b) of the keys a step lists under `params:` (DVC's params: it
+        depends on them without templating them); each one that names nothing is an error."""
+        listed = s.data.get("params") or []
+        good = []
+        refs = self.refs[s.doc.namespace]
+        for i, name in enumerate(listed):
+            ref = "params." + name
+            problem = refs.param_problem(ref, ref.split("."))
+            if problem:
+                err(problem[0], s.base + ("params", i), problem[1])
+            else:
+                good.append(ref)
+        return good
+
+    def _step(self, s, needs: set, uses: set, refs: list, config, listed: list = ()) -> Step:
+        """config: what the step's kind resolved (its frozen CONFIG); listed: the params it
+        lists (refs): their values join its static vars (so its key) without a template."""
         data = s.data
-        refs_of_doc = self.refs[s.doc.namespace]
-        tvars = tuple(TemplateVar(ref, templates.env_name(ref)) for ref in refs)
+        refs_of_doc = self.refs[s.doc.namespace].bound(s.item)
+        # The listed params are vars too (set for the command; reasons name them by ref).
+        tvars = tuple(TemplateVar(ref, templates.env_name(ref)) for ref in dict.fromkeys([*refs, *listed]))
         static = {v.env: refs_of_doc.static_value(v.ref) for v in tvars if v.ref.split(".")[0] in PATH_REFS}
+        if s.item is not None:  # every field of its item: each instance has a key (and variables) of its own
+            static.update((templates.env_name(ref), value) for ref, value in s.item.values)
         return Step(
             id=s.id,
             kind=s.kind,
@@ -134,6 +184,8 @@ class _Resolution:
             vars=tvars,
             static_vars=static,
             timeout=data.get("timeout"),
+            always=bool(data.get("always")),
+            depfile=s.depfile,
             description=data.get("description", ""),
             config=config,
         )

@@ -13,52 +13,75 @@ from .. import graph, paths
 from ..errors import did_you_mean
 
 
-def declared_needs(s, step_ids: list, err, why: dict) -> set:
-    """The steps `needs:` names (ordering only); unknown ones and itself are errors."""
+def declared_needs(s, step_ids: list, err, why: dict, groups: dict | None = None, names=None) -> set:
+    """The steps `needs:` names (ordering only); unknown ones and itself are errors.
+
+    groups: foreach step id → its instance ids (needing it needs every instance; one
+    without instances is no step to wait for); names: the step ids as written, for hints."""
     needs = set()
     data = s.data
+    groups = groups or {}
+    names = step_ids if names is None else names
+    me = s.doc.step_id(s.local)  # an instance's foreach step
     for i, dep in enumerate(s.needs):
         p = s.base + (("needs", i) if isinstance(data.get("needs"), list) else ("needs",))
-        if dep == s.id:
-            err(f"step '{s.id}' needs itself", p, "remove it from `needs`")
+        if dep == s.id or dep == me:
+            err(f"step '{me}' needs itself", p, "remove it from `needs`")
+        elif dep in groups:
+            for inst in groups[dep]:
+                needs.add(inst)
+                if (s.id, inst) not in why:  # located only if a cycle is reported
+                    why[(s.id, inst)] = (f"{s.id} needs {dep}", _later(s.doc.source, p))
         elif dep not in step_ids:
-            err(f"step '{s.id}' needs unknown step '{dep}'", p,
-                did_you_mean(dep, step_ids) or f"steps are: {', '.join(step_ids)}")
+            err(f"step '{me}' needs unknown step '{dep}'", p,
+                did_you_mean(dep, names) or f"steps are: {', '.join(names)}")
         else:
             needs.add(dep)
-            why.setdefault((s.id, dep), (f"{s.id} needs {dep}", s.doc.source.locate(p)))
+            if (s.id, dep) not in why:  # located only if a cycle is reported
+                why[(s.id, dep)] = (f"{s.id} needs {dep}", _later(s.doc.source, p))
     return needs
 
 
 class OutputIndex:
     """Every step's outputs, indexed so that finding who writes what an input names costs
-    a few look-ups, not a pass over all outputs (a 2,000-step file would take 4 million)."""
+    a few look-ups, not a pass over all outputs (a 2,000-step file would take 4 million).
+
+    Outputs are indexed by their real name (`Shaped.real_outputs`, symlinks resolved) when
+    the steps have one, and looked up with the real form of the input."""
 
     def __init__(self, shaped: dict):
-        self.owners: dict = {}  # output, without a trailing "/" → [(position, Shaped, output)]
-        self.all: list = []  # (position, Shaped, output), in file order, for globs
+        self.owners: dict = {}  # real output without a trailing "/" → [(position, Shaped, output, real)]
+        n = 0
         for s in shaped.values():
-            for o in s.outputs:
-                entry = (len(self.all), s, o)
-                self.all.append(entry)
-                self.owners.setdefault(o.rstrip("/"), []).append(entry)
+            reals = getattr(s, "real_outputs", None) or s.outputs
+            for o, r in zip(s.outputs, reals):
+                self.owners.setdefault(r.rstrip("/"), []).append((n, s, o, r))
+                n += 1
         self.sorted = sorted(self.owners)  # for "everything below this directory"
 
     def writers(self, pattern: str) -> list:
-        """(position, Shaped, output) of every output the input pattern may read."""
-        if paths.is_glob(pattern):
-            return [e for e in self.all if paths.overlaps(pattern, e[2])]
-        p = pattern.rstrip("/")
-        found = list(self.owners.get(p, ()))
-        parts = p.split("/")
-        for i in range(1, len(parts)):  # a directory output that holds it
-            found += [e for e in self.owners.get("/".join(parts[:i]), ()) if e[2].endswith("/")]
-        lo = bisect.bisect_left(self.sorted, p + "/")
-        for name in self.sorted[lo:]:  # outputs inside the directory it names
-            if not name.startswith(p + "/"):
+        """(position, Shaped, output) of every output the input pattern (its real form) may
+        read, in no set order. A glob is looked up by the text before its first wildcard:
+        what it matches starts so, or lies below a directory output above that text."""
+        glob = paths.is_glob(pattern)
+        p = paths.literal_text(pattern) if glob else pattern.rstrip("/")
+        found = [] if glob else list(self.owners.get(p, ()))
+        i = p.find("/")
+        while i != -1:  # a directory output that holds it
+            found += [e for e in self.owners.get(p[:i], ()) if e[2].endswith("/")]
+            i = p.find("/", i + 1)
+        below = p if glob else p + "/"  # outputs it names (a glob), or inside the directory it names
+        for i in range(bisect.bisect_left(self.sorted, below), len(self.sorted)):
+            name = self.sorted[i]
+            if not name.startswith(below):
                 break
             found += self.owners[name]
-        return [e for e in found if paths.overlaps(pattern, e[2])]
+        return [e[:3] for e in found if paths.overlaps(pattern, e[3])]
+
+
+def _later(source, path):
+    """Where a link is written, found when it is asked for (a cycle): most never are."""
+    return lambda: source.locate(path)
 
 
 def data_needs(s, refs: list, index: OutputIndex, why: dict) -> set:
@@ -72,14 +95,16 @@ def data_needs(s, refs: list, index: OutputIndex, why: dict) -> set:
             deps.add(dep)
             why.setdefault((s.id, dep), (f"{s.id} uses ${{{{ {ref} }}}}", loc))
     first: dict = {}  # writer step id → (input index, output position, Shaped, output, input)
-    for i, inp in enumerate(s.inputs):
-        for pos, other, o in index.writers(inp):
+    reals = getattr(s, "real_inputs", None) or s.inputs
+    for i, (inp, real) in enumerate(zip(s.inputs, reals)):
+        for pos, other, o in index.writers(real):
             if other is not s and (other.id not in first or (i, pos) < first[other.id][:2]):
                 first[other.id] = (i, pos, other, o, inp)
     for dep, (i, _pos, other, hit, inp) in first.items():
         deps.add(dep)
-        how = f"{s.id} reads {hit}" if inp == hit else f"{s.id} reads {inp}, which matches {hit}"
-        why.setdefault((s.id, dep), (f"{how}, written by {dep}", s.doc.source.locate(s.input_paths[i])))
+        if (s.id, dep) not in why:
+            how = f"{s.id} reads {hit}" if inp == hit else f"{s.id} reads {inp}, which matches {hit}"
+            why[(s.id, dep)] = (f"{how}, written by {dep}", _later(s.doc.source, s.input_paths[i]))
     return deps
 
 
@@ -89,6 +114,10 @@ def order(shaped: dict, edges: dict, why: dict, problems) -> list:
     Raises every error found so far (these and earlier ones) before ordering.
     """
     file_order = list(shaped)
+    ordered = graph.stable_order(file_order, edges)
+    if ordered is not None:  # no cycle: networkx is not needed
+        problems.raise_all()
+        return ordered
     g = graph.build(file_order, edges)
     position = {sid: i for i, sid in enumerate(file_order)}
     for cycle in graph.find_cycles(g):
@@ -98,6 +127,7 @@ def order(shaped: dict, edges: dict, why: dict, problems) -> list:
         start = min(range(len(ring)), key=lambda i: position[ring[i]])
         ring = ring[start:] + ring[:start]
         links = [why[(ring[i], ring[(i + 1) % len(ring)])] for i in range(len(ring))]
+        links = [(how, loc() if callable(loc) else loc) for how, loc in links]
         first = shaped[ring[0]]
         problems.reporter(first.doc)(
             f"dependency cycle: {' -> '.join(ring + ring[:1])}", first.base,

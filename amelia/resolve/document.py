@@ -25,6 +25,10 @@ class Document:
     params: dict = field(default_factory=dict)  # its own param scope: name → value
     env_names: tuple = ()  # the env vars its templates may read
     models: dict = field(default_factory=dict)  # name → ModelConfig, its `models:` and `default`
+    file_params: frozenset = frozenset()  # the params its `params_files` gave (read as leaves)
+    stand_ins: frozenset = frozenset()  # params holding a placeholder (checking only): any field goes
+    sources: tuple = ()  # (path, sha256) of the params files it read
+    params_unread: bool = False  # a params file could not be read: its names are unknown, not wrong
 
     @property
     def data(self) -> dict:
@@ -69,9 +73,15 @@ class Problems:
 
     def __init__(self):
         self.errors: list = []
+        self._seen: set = set()
 
     def add(self, source, message: str, path: tuple, hint: str = "", loc=None) -> None:
-        self.errors.append(PipelineError(message, loc or source.locate(path), hint))
+        # A pipeline-wide setting (`shell:`) is read for each step: its error is said once.
+        location = loc or source.locate(path)
+        said = (message, location.file, location.line, location.col, location.path)
+        if said not in self._seen:
+            self._seen.add(said)
+            self.errors.append(PipelineError(message, location, hint))
 
     def reporter(self, doc_or_source):
         """err(message, path, hint="", loc=None) for one document."""

@@ -53,14 +53,20 @@ def _type_ok(ptype: str | None, value) -> bool:
     return isinstance(value, _PY_TYPES[ptype])
 
 
-def param_values(data: dict, overrides: dict, placeholders: bool, err) -> dict:
-    """name → value of each param a document declares.
+def param_values(data: dict, overrides: dict, placeholders: bool, err, from_files: dict | None = None) -> dict:
+    """name → value of each param a document declares, and of each its params files give.
 
-    overrides: name → raw `-p` text (the root document's; an include's `with:` later).
+    overrides: name → raw `-p` text (the root document's; an include's `with:` later); a
+    dotted name (`train.n_est`) sets a leaf below a param object (params_files.set_leaf).
     placeholders: a param without a value gets a stand-in of its type (checking only).
+    from_files: name → value read from `params_files` (params_files.read_params_files).
     A bad default is an error at it (err); a bad or missing value is a UsageError.
     """
     declared = data.get("params") or {}
+    from_files = from_files or {}
+    overrides = dict(overrides)
+    # -p for params files' keys and for leaves of objects: set after the declared ones.
+    later = {n: overrides.pop(n) for n in list(overrides) if "." in n or n in from_files}
     values = {}
     for name, spec in declared.items():
         ptype = spec.get("type")
@@ -79,8 +85,9 @@ def param_values(data: dict, overrides: dict, placeholders: bool, err) -> dict:
             values[name] = default
     for name, raw in overrides.items():
         if name not in declared:
-            hint = did_you_mean(name, declared) or (
-                f"declared params: {', '.join(declared)}" if declared else "this pipeline declares no params")
+            known = list(declared) + list(from_files)
+            hint = did_you_mean(name, known) or (
+                f"declared params: {', '.join(known)}" if known else "this pipeline declares no params")
             raise UsageError(f"unknown param '{name}' given with -p", hint=hint)
         values[name] = coerce_param(name, declared[name].get("type"), raw)
     for name, spec in declared.items():
@@ -96,4 +103,24 @@ def param_values(data: dict, overrides: dict, placeholders: bool, err) -> dict:
             raise UsageError(f"param '{name}' must be one of {', '.join(map(str, allowed))}, "
                              f"got {values[name]!r}",
                              hint=did_you_mean(str(values[name]), [str(v) for v in allowed]))
+    return _with_files(values, from_files, later)
+
+
+def _with_files(values: dict, from_files: dict, later: dict) -> dict:
+    """The declared values, the files' values, and the -p overrides of either's leaves."""
+    import copy
+
+    from .params_files import coerce_like, set_leaf
+
+    values.update(copy.deepcopy(from_files))  # -p edits a copy, never the parsed file
+    for name, raw in later.items():
+        if "." not in name:  # a whole top-level key of a params file
+            values[name] = coerce_like(name, values[name], raw)
+            continue
+        if name.split(".")[0] not in values:
+            known = list(values)
+            raise UsageError(f"unknown param '{name}' given with -p",
+                             hint=did_you_mean(name.split(".")[0], known) or
+                             (f"params: {', '.join(known)}" if known else "this pipeline declares no params"))
+        set_leaf(values, name, raw)
     return values

@@ -8,23 +8,35 @@ from .. import templates
 from ..errors import did_you_mean
 from ..loader import format_path
 from .files import file_location
+from .foreach import item_problem
+from .params_files import lookup
 
-PATH_REFS = ("params", "name")  # what a path may be built from: known before any step runs
+# What a path may be built from: known before any step runs (a foreach item too).
+PATH_REFS = ("params", "name", "item")
 
 
 class References:
     """The references of one document, checked against its scope (params, env, steps)."""
 
-    def __init__(self, doc, err):
+    def __init__(self, doc, err, item=None, groups=None):
         self.doc = doc
         self.err = err  # err(message, path, hint, loc)
         self.bad = 0  # errors reported so far
+        self.item = item  # the foreach item of the step being checked (foreach.Item), if any
+        self.groups = {} if groups is None else groups  # foreach step id → its instance ids
+
+    def bound(self, item) -> "References":
+        """These references for one foreach instance: `${{ item… }}` names its item."""
+        if item is None:
+            return self
+        return References(self.doc, self.err, item, self.groups)
 
     def check(self, text: str, path: tuple, allowed: tuple, step_ids=(), outputs_of=None,
-              file: str | None = None) -> list:
+              file: str | None = None, self_id: str | None = None) -> list:
         """The good references in a template as (ref, Location); each bad one is an error.
 
-        `file`: the text is that file's (a prompt file), not the value at `path`.
+        `file`: the text is that file's (a prompt file), not the value at `path`;
+        `self_id`: the step the text belongs to (it cannot read its own output).
         """
         outputs_of = outputs_of or {}
         source = self.doc.source
@@ -40,7 +52,7 @@ class References:
         good = []
         for ref, offset, written in found:
             loc = where(offset, written)
-            problem = self._problem(ref, allowed, step_ids, outputs_of)
+            problem = self._problem(ref, allowed, step_ids, outputs_of, self_id)
             if problem:
                 self._bad(problem[0], path, problem[1], loc)
                 continue
@@ -51,25 +63,22 @@ class References:
         self.bad += 1
         self.err(message, path, hint, loc)
 
-    def _problem(self, ref: str, allowed: tuple, step_ids, outputs_of):
+    def _problem(self, ref: str, allowed: tuple, step_ids, outputs_of, self_id=None):
         """(message, hint) when `ref` may not be used here, else None."""
         parts = ref.split(".")
         root = parts[0]
-        params, env_names = self.doc.params, self.doc.env_names
+        env_names = self.doc.env_names
+        if root == "item":  # in any template of a foreach step; outside one, an error
+            return item_problem(ref, self.item)
         if root not in allowed:
             if root in templates.ROOTS:
+                usable = [r for r in allowed if r != "item"] + (["item"] if self.item else [])
                 return (f"'{ref}' cannot be used here",
-                        f"here you may use: {', '.join(r + '.' if r != 'name' else r for r in allowed)}")
+                        f"here you may use: {', '.join(r + '.' if r not in ('name', 'item') else r for r in usable)}")
             return (f"unknown reference '{ref}'",
                     did_you_mean(root, templates.ROOTS) or "references start with params., steps., env. or name")
         if root == "params":
-            if len(parts) != 2 or parts[1] not in params:
-                if len(parts) == 1:
-                    return "'params' names no param", "use params.NAME"
-                if len(parts) > 2 and parts[1] in params:
-                    return f"'{ref}' reads a field of a param", f"use params.{parts[1]}"
-                return (f"undefined param '{parts[1]}' in '{ref}'",
-                        did_you_mean(parts[1], list(params)) or "declare it under `params:`")
+            return self.param_problem(ref, parts)
         elif root == "env":
             if len(parts) != 2 or parts[1] not in env_names:
                 name = ".".join(parts[1:])
@@ -77,10 +86,32 @@ class References:
                         "list it under `env:` at the top of the file to let templates read it"
                         if name else "use env.NAME")
         elif root == "steps":
-            return _step_problem(ref, parts, step_ids, outputs_of)
+            if len(parts) > 2 and parts[1] in self.groups:
+                return (f"step '{parts[1]}' is a foreach: '{ref}' names no one output",
+                        f"it writes one output per item; read its files by a glob in `inputs` "
+                        f"(each instance is a dependency), or `needs: [{parts[1]}]` to wait for all")
+            return _step_problem(ref, parts, step_ids, outputs_of, self_id)
         elif root == "name" and len(parts) != 1:
             return f"unknown reference '{ref}'", "use ${{ name }}"
         return None
+
+    def param_problem(self, ref: str, parts: list):
+        """(message, hint) when `params.…` names no value: an unknown param, a key its
+        object lacks, a field of a value that is no object; else None."""
+        params = self.doc.params
+        if len(parts) == 1:
+            return "'params' names no param", "use params.NAME"
+        if parts[1] not in params:
+            if self.doc.params_unread:
+                return None  # a params file that could not be read may hold it (reported already)
+            return (f"undefined param '{parts[1]}' in '{ref}'",
+                    did_you_mean(parts[1], list(params)) or
+                    ("declare it under `params:` or add it to a params file" if self.doc.file_params
+                     else "declare it under `params:`"))
+        if len(parts) == 2 or parts[1] in self.doc.stand_ins:  # a stand-in has every field
+            return None
+        _, problem = lookup(params, parts[1:])
+        return problem
 
     def render_path(self, text: str, path: tuple):
         """A path with its `${{ params.X }}`/`${{ name }}` filled in; None after an error."""
@@ -97,14 +128,27 @@ class References:
         parts = ref.split(".")
         if parts[0] == "name":
             return str(self.doc.data.get("name", ""))
-        value = self.doc.params[parts[1]]
-        return value if isinstance(value, str) else json.dumps(value)
+        if parts[0] == "item":
+            return self.item.value(ref)
+        if parts[1] in self.doc.stand_ins and len(parts) > 2:
+            return ""
+        value, _ = lookup(self.doc.params, parts[1:])
+        if isinstance(value, str):
+            return value
+        # A params file's object reaches a step as JSON with sorted keys: reordering the
+        # file changes nothing. (A declared param keeps its order: its keys must not move.)
+        return json.dumps(value, sort_keys=parts[1] in self.doc.file_params)
 
 
-def _step_problem(ref: str, parts: list, step_ids, outputs_of):
+def _step_problem(ref: str, parts: list, step_ids, outputs_of, self_id=None):
     if len(parts) < 3:
         return f"'{ref}' names no field", "use steps.ID.output or steps.ID.json.FIELD"
     sid, field = parts[1], parts[2]
+    if sid == self_id:
+        # Its output does not exist before it runs (or is the last run's, which is stale).
+        return (f"step '{sid}' reads its own output through '{ref}'",
+                "a step cannot read what it is about to write; to name the file it writes, "
+                "write the path itself")
     if sid not in step_ids:
         return (f"unknown step '{sid}' in '{ref}'",
                 did_you_mean(sid, step_ids) or f"steps are: {', '.join(step_ids)}")

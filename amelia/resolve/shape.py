@@ -26,7 +26,13 @@ class Shaped:
     outputs: list = field(default_factory=list)
     input_paths: list = field(default_factory=list)  # key path of each input
     output_paths: list = field(default_factory=list)
+    # Each path as it is on disk: symlinks in the project resolved (paths.real_pattern),
+    # so that two names of one file are seen to be one.
+    real_inputs: list = field(default_factory=list)
+    real_outputs: list = field(default_factory=list)
     path_errors: bool = False  # an output did not resolve (reported already)
+    item: object = None  # the foreach item of an instance (resolve.foreach.Item)
+    depfile: str = ""  # the Make-format file the step writes (normalised), or ""
 
     @property
     def data(self) -> dict:
@@ -37,10 +43,12 @@ class Shaped:
         return ("steps", self.local)
 
 
-def shape(doc, local: str, root: str, refs, err) -> Shaped | None:
+def shape(doc, local: str, root: str, refs, err, memo: dict | None = None, item=None) -> Shaped | None:
     """Kind, needs, inputs and outputs of one step, checked; None if unusable.
 
-    refs: the document's References (paths may use params and the name); err reports.
+    refs: the document's References (paths may use params and the name); err reports;
+    memo: directory → real path, shared by the steps of a pipeline (paths.real_pattern);
+    item: the foreach item of an instance (its id is NAME[KEY]; its paths may use it).
     """
     data = doc.steps()[local]
     base = ("steps", local)
@@ -66,29 +74,96 @@ def shape(doc, local: str, root: str, refs, err) -> Shaped | None:
     raw_inputs = data.get("inputs") or []
     raw_inputs = [raw_inputs] if isinstance(raw_inputs, str) else list(raw_inputs)
     raw_outputs = [data["output"]] if "output" in data else list(data.get("outputs") or [])
-    s = Shaped(doc.step_id(local), local, doc, kind, needs)
-    for name, raw, into, where in (("inputs", raw_inputs, s.inputs, s.input_paths),
-                                   ("outputs", raw_outputs, s.outputs, s.output_paths)):
+    if item is not None:
+        from .foreach import instance_id
+
+        refs = refs.bound(item)
+    sid = doc.step_id(local) if item is None else instance_id(doc.step_id(local), item.key)
+    s = Shaped(sid, local, doc, kind, needs, item=item)
+    memo = {} if memo is None else memo
+    for name, raw, into, where, real in (
+            ("inputs", raw_inputs, s.inputs, s.input_paths, s.real_inputs),
+            ("outputs", raw_outputs, s.outputs, s.output_paths, s.real_outputs)):
         single = name == "outputs" and "output" in data
         for i, text in enumerate(raw):
             p = base + (("output",) if single else (name, i) if isinstance(data.get(name), list) else (name,))
-            norm = _path(text, p, name == "outputs", root, refs, err)
-            if norm is not None:
-                into.append(norm)
+            found = _path(text, p, name == "outputs", root, refs, err, memo)
+            if found is not None:
+                into.append(found[0])
                 where.append(p)
+                real.append(found[1])
     s.path_errors = len(s.outputs) != len(raw_outputs)
+    if isinstance(data.get("depfile"), str):  # a file the step writes: confined as outputs are
+        found = _path(data["depfile"], base + ("depfile",), True, root, refs, err, memo)
+        if found is not None and found[0].endswith("/"):
+            err(f"depfile '{found[0]}' names a directory", base + ("depfile",),
+                "name the file the command writes, e.g. build/main.d for `cc -MMD -MF build/main.d`")
+        elif found is not None:
+            s.depfile = found[0]
+    _check_own_inputs(s, err)
     return s
 
 
-def _path(text: str, p: tuple, output: bool, root: str, refs, err) -> str | None:
+def _check_own_inputs(s: Shaped, err) -> None:
+    """No output of a step may hold a file it reads: the step would change its own input
+    (never up to date), and a restore of the output would delete or replace that input.
+    DVC: "defined as both a dependency and an output"."""
+    for o, real_o, p in zip(s.outputs, s.real_outputs, s.output_paths):
+        for inp, real_i in zip(s.inputs, s.real_inputs):
+            if not (paths.overlaps(inp, o) or paths.overlaps(real_i, real_o)):
+                continue
+            through = ("" if paths.overlaps(inp, o) else
+                       f" (through a symlink: '{o}' is '{real_o}')" if real_o != o else
+                       f" (through a symlink: '{inp}' is '{real_i}')")
+            if o.rstrip("/") == inp.rstrip("/") or real_o.rstrip("/") == real_i.rstrip("/"):
+                what = f"output '{o}' is also an input of step '{s.local}'{through}"
+            elif o.endswith("/"):
+                what = f"output directory '{o}' holds input '{inp}' of step '{s.local}'{through}"
+            else:
+                what = f"output '{o}' is read by input '{inp}' of the same step{through}"
+            err(what, p, "a step cannot write what it reads (defined as both an input and an output); "
+                         "write the output somewhere else")
+            break
+
+
+# The kernel's limit on one argument or environment string (MAX_ARG_STRLEN on Linux: 32
+# pages, its NUL included): a longer `bash -c` command fails with E2BIG at exec.
+MAX_ARG_BYTES = 128 * 1024 - 1
+
+
+def check_command(s: Shaped, config, err) -> None:
+    """A command the OS can start: a kind whose config has a `command` (a process runs
+    it as one argument) gets one no longer than an argument may be. Said at the step's
+    kind key, before anything runs, not as E2BIG at exec. (The values of its templates
+    travel as environment variables, checked when the step runs.)"""
+    command = getattr(config, "command", None)
+    if isinstance(command, str) and len(command) * 4 > MAX_ARG_BYTES:
+        size = len(command.encode("utf-8", "surrogatepass"))
+        if size > MAX_ARG_BYTES:
+            err(f"the command of step '{s.local}' is {size // 1024} KiB; the system runs commands of "
+                f"at most {(MAX_ARG_BYTES + 1) // 1024} KiB", s.base + (s.kind,),
+                f"move the command into a script file and run that, e.g. run: bash scripts/{s.local}.sh")
+
+
+def _path(text: str, p: tuple, output: bool, root: str, refs, err, memo: dict) -> tuple | None:
+    """(normalised path, its real form) of one input or output; None after an error."""
     rendered = refs.render_path(text, p)
     if rendered is None:
         return None
-    problem = paths.confinement_problem(rendered, root)
+    hint = "paths are relative to the project root and stay inside it"
+    problem = paths.lexical_problem(rendered)
     if problem:
-        err(f"path '{rendered}' {problem}", p, "paths are relative to the project root and stay inside it")
+        err(f"path '{_shown(rendered)}' {problem}", p, hint)
         return None
     norm = paths.normalize(rendered)
+    real = paths.real_pattern(norm, root, memo) if norm else norm
+    if real is None:
+        err(f"path '{_shown(rendered)}' {paths.SYMLINK_ESCAPE}", p, hint)
+        return None
+    problem = None if output else paths.glob_problem(norm)
+    if problem:
+        err(f"input '{norm}' {problem}", p, "a class names its range from low to high, e.g. [a-z]")
+        return None
     if not norm:
         err("path names the project root itself", p, "name a file or a directory below it")
         return None
@@ -99,46 +174,55 @@ def _path(text: str, p: tuple, output: bool, root: str, refs, err) -> str | None
         err(f"output '{norm}' is inside {norm.split('/')[0]}/", p,
             "amelia's store and git's own files are not outputs")
         return None
-    return norm
+    return norm, real
+
+
+def _shown(path: str) -> str:
+    """A path for a message: control characters (a NUL byte) escaped, never printed raw."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def check_output_clashes(shaped: dict, problems) -> None:
-    """Each file is written by one step: no equal outputs, none inside another's directory.
+    """Each file is written by one step: no equal outputs, none inside another's directory,
+    compared as they are on disk (b/x and a/x clash when b -> a).
 
-    Each output is checked against the outputs before it through an index (its name, the
-    directories above it, the names below it), and the clash reported is with the first
-    of them in file order."""
-    owner: dict = {}  # output without "/" → [(position, Shaped, output, key path)]
-    names: list = []  # sorted keys of owner
-    position = 0
+    Every output is indexed once (its real name; the sorted names for what lies below a
+    directory); each is then checked against the outputs before it through the index (its
+    name, the directories above it, the names below it), in time linear in the outputs
+    and the clashes. The clash reported is with the first of them in file order."""
+    entries = []  # (position, Shaped, output, key path, real output)
+    owner: dict = {}  # real output without "/" → [entry]
     for s in shaped.values():
+        for o, p, r in zip(s.outputs, s.output_paths, s.real_outputs):
+            e = (len(entries), s, o, p, r)
+            entries.append(e)
+            owner.setdefault(r.rstrip("/"), []).append(e)
+    names = sorted(owner)
+    for pos, s, o, p, r in entries:
+        mine = r.rstrip("/")
+        found = [e for e in owner[mine] if e[0] < pos]
+        parts = mine.split("/")
+        for i in range(1, len(parts)):
+            found += [e for e in owner.get("/".join(parts[:i]), ()) if e[4].endswith("/") and e[0] < pos]
+        if r.endswith("/"):
+            for i in range(bisect.bisect_left(names, mine + "/"), len(names)):
+                if not names[i].startswith(mine + "/"):
+                    break
+                found += [e for e in owner[names[i]] if e[0] < pos]
+        if not found:
+            continue
+        _, other, other_out, other_p, other_r = min(found, key=lambda e: e[0])
         err = problems.reporter(s.doc)
-        for o, p in zip(s.outputs, s.output_paths):
-            mine = o.rstrip("/")
-            found = list(owner.get(mine, ()))
-            parts = mine.split("/")
-            for i in range(1, len(parts)):
-                found += [e for e in owner.get("/".join(parts[:i]), ()) if e[2].endswith("/")]
-            if o.endswith("/"):
-                lo = bisect.bisect_left(names, mine + "/")
-                for name in names[lo:]:
-                    if not name.startswith(mine + "/"):
-                        break
-                    found += owner[name]
-            if found:
-                _, other, other_out, other_p = min(found, key=lambda e: e[0])
-                who = "the same step" if other is s else f"step '{other.id}'"
-                line = other.doc.source.locate(other_p).line
-                if mine == other_out.rstrip("/"):
-                    err(f"output '{o}' is also written by {who}", p,
-                        f"each file is written by one step only (see line {line})")
-                elif other_out.endswith("/"):
-                    err(f"output '{o}' is inside '{other_out}', an output directory of {who}", p,
-                        f"a directory output owns everything below it (see line {line})")
-                else:
-                    err(f"output directory '{o}' contains '{other_out}', an output of {who}", p,
-                        f"a directory output owns everything below it (see line {line})")
-            if mine not in owner:
-                bisect.insort(names, mine)
-            owner.setdefault(mine, []).append((position, s, o, p))
-            position += 1
+        who = "the same step" if other is s else f"step '{other.id}'"
+        line = other.doc.source.locate(other_p).line
+        through = (f" (through a symlink: '{o}' is '{r}')" if r != o else
+                   f" (through a symlink: '{other_out}' is '{other_r}')" if other_r != other_out else "")
+        if mine == other_r.rstrip("/"):
+            err(f"output '{o}' is also written by {who}{through}", p,
+                f"each file is written by one step only (see line {line})")
+        elif other_r.endswith("/"):
+            err(f"output '{o}' is inside '{other_out}', an output directory of {who}{through}", p,
+                f"a directory output owns everything below it (see line {line})")
+        else:
+            err(f"output directory '{o}' contains '{other_out}', an output of {who}{through}", p,
+                f"a directory output owns everything below it (see line {line})")

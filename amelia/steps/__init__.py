@@ -134,6 +134,7 @@ class StepResult:
     """What a step's execution reports besides the files it wrote."""
 
     usage: dict | None = None  # tokens and cost, for agent steps
+    discovered: tuple = ()  # project files its depfile named: inputs from the next decision on
 
 
 class StepError(Exception):

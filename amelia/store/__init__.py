@@ -10,7 +10,8 @@ Its parts, each behind a narrow interface:
 - `lock`       one writer per project        (lock.ProjectLock)
 
 `state` is the SQLite database behind records, history and the memos; code outside
-the store uses the parts above and never SQL.
+the store uses the parts above and never SQL. A store that cannot be used (damaged,
+read-only, full disk) raises errors.StoreProblem naming the file (problems.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 from .history import EventRow, StepRow, UsageRow
 from .lock import ProjectLock
 from .objects import ObjectStore
+from .problems import os_problem
 from .records import Record, RecordHead
 from .state import StateDB
 
@@ -34,9 +36,12 @@ class Store:
         self.root = root
         self.dir = os.path.join(root, STORE_DIR)
         if not os.path.isdir(self.dir):
-            os.makedirs(self.dir, exist_ok=True)
-            with open(os.path.join(self.dir, ".gitignore"), "w") as f:
-                f.write("# amelia's store: cache, run history, logs\n*\n")
+            try:
+                os.makedirs(self.dir, exist_ok=True)
+                with open(os.path.join(self.dir, ".gitignore"), "w") as f:
+                    f.write("# amelia's store: cache, run history, logs\n*\n")
+            except OSError as e:
+                raise os_problem(e.filename or self.dir, e) from e
         self.objects = ObjectStore(os.path.join(self.dir, "objects"))
         self.state = StateDB(os.path.join(self.dir, "state.db"))
         self.records = self.state.records
@@ -45,9 +50,17 @@ class Store:
         self.pipelines = self.state.pipelines
         self.lock = ProjectLock(os.path.join(self.dir, "lock"))
 
+    @staticmethod
+    def log_name(step_id: str) -> str:
+        """A step's log file name: its id, with '/' (a foreach item's path) and '%' escaped."""
+        return step_id.replace("%", "%25").replace("/", "%2F") + ".log"
+
     def logs_dir(self, run_id: str) -> str:
         d = os.path.join(self.dir, "logs", run_id)
-        os.makedirs(d, exist_ok=True)
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            raise os_problem(d, e) from e
         return d
 
     def integrity(self) -> str:

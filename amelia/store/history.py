@@ -13,6 +13,10 @@ import time
 from dataclasses import dataclass, fields
 from collections import namedtuple
 
+from ..errors import StoreProblem
+
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer
+
 
 @dataclass(frozen=True)
 class StepRow:
@@ -89,14 +93,34 @@ class History:
                          (run_id, pipeline, file, time.time(), None, "running", json.dumps(argv), None))
 
     def finish_run(self, run_id: str, status: str, summary: dict, steps, events=()) -> None:
-        """The run's outcome, its steps (StepRow) and its events (EventRow), in one transaction."""
-        with self._db.transaction() as conn:
-            conn.executemany("INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?)",
-                             (_row(StepRow, s) for s in steps))
-            conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)",
-                             (_row(EventRow, e) for e in events))
-            conn.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
-                         (time.time(), status, json.dumps(summary), run_id))
+        """The run's outcome, its steps (StepRow) and its events (EventRow), in one transaction.
+
+        If that cannot be written (a full disk), the run is still marked `failed` if a
+        smaller write gets through, so it is not left `running`; the first error is raised
+        either way. (If nothing can be written, the next run marks it `died`: start_run.)"""
+        try:
+            with self._db.transaction() as conn:
+                conn.executemany("INSERT OR REPLACE INTO run_steps VALUES (?,?,?,?,?,?,?,?,?)",
+                                 (_row(StepRow, s) for s in steps))
+                conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)",
+                                 (_row(EventRow, e) for e in events))
+                conn.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+                             (time.time(), status, json.dumps(summary), run_id))
+        except StoreProblem:
+            self.mark_failed(run_id)
+            raise
+
+    def mark_failed(self, run_id: str) -> bool:
+        """Mark a run that a store error stopped as `failed` (if it is still `running`);
+        False when even that cannot be written. Never raises: it runs while another
+        error is on its way to the user."""
+        try:
+            with self._db.transaction() as conn:
+                conn.execute("UPDATE runs SET finished=?, status='failed' WHERE id=? AND status='running'",
+                             (time.time(), run_id))
+        except StoreProblem:
+            return False
+        return True
 
     def add_usage(self, row) -> None:
         """One model call (UsageRow), written at once: a crash later in the run keeps what was spent."""
@@ -108,19 +132,23 @@ class History:
 
     # -- reading ---------------------------------------------------------------------
     def runs(self, limit: int = 20) -> list[dict]:
-        """The newest runs first, each a dict of the runs columns (argv and summary decoded)."""
-        with self._db.lock:
+        """The newest runs first, each a dict of the runs columns (argv and summary decoded).
+        A limit beyond SQLite's integers means all of them (`runs -n 10**20`)."""
+        if limit < 0:
+            raise ValueError(f"a negative limit means no limit in SQLite; got {limit}")
+        limit = min(limit, MAX_LIMIT)
+        with self._db.reading():
             cur = self._db.conn.execute("SELECT * FROM runs ORDER BY started DESC LIMIT ?", (limit,))
             cols = [c[0] for c in cur.description]
             return [_run_row(dict(zip(cols, r))) for r in cur]
 
     def run_ids(self) -> list[str]:
-        with self._db.lock:
+        with self._db.reading():
             return [r[0] for r in self._db.conn.execute("SELECT id FROM runs ORDER BY started DESC")]
 
     def run(self, run_id: str) -> dict | None:
         """One run as a dict, with "steps": its StepRows as dicts (in the order they started)."""
-        with self._db.lock:
+        with self._db.reading():
             cur = self._db.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,))
             cols = [c[0] for c in cur.description]
             row = cur.fetchone()
@@ -131,14 +159,14 @@ class History:
         return run
 
     def steps(self, run_id: str) -> list[StepRow]:
-        with self._db.lock:
+        with self._db.reading():
             rows = self._db.conn.execute(
                 f"SELECT {', '.join(_STEP_FIELDS)} FROM run_steps WHERE run_id=? ORDER BY started, step",
                 (run_id,)).fetchall()
         return [StepRow(*r) for r in rows]
 
     def events(self, run_id: str) -> list[EventRow]:
-        with self._db.lock:
+        with self._db.reading():
             rows = self._db.conn.execute(
                 "SELECT run_id, seq, time, type, data FROM events WHERE run_id=? ORDER BY seq",
                 (run_id,)).fetchall()
@@ -146,7 +174,7 @@ class History:
 
     def usage_by_step(self, run_id: str) -> dict:
         """step → {calls, input_tokens, output_tokens, cached_tokens, retries, cost}."""
-        with self._db.lock:
+        with self._db.reading():
             cur = self._db.conn.execute(
                 "SELECT step, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), "
                 "SUM(retries), SUM(cost), COUNT(cost) FROM usage WHERE run_id=? GROUP BY step", (run_id,))
@@ -161,7 +189,7 @@ class History:
         if not run_ids:
             return {}
         out = {}
-        with self._db.lock:
+        with self._db.reading():
             for i in range(0, len(run_ids), 500):
                 chunk = run_ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))

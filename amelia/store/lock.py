@@ -15,7 +15,12 @@ class ProjectLock:
         self.fd: int | None = None
 
     def acquire(self, wait: bool = False, timeout: float | None = None) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only .amelia/, a full disk: exit 4, not a traceback
+            from .problems import os_problem
+
+            raise os_problem(self.path, e) from e
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -30,8 +35,11 @@ class ProjectLock:
                             hint="wait for it to finish, or pass --wait to queue behind it",
                         ) from None
                     time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            except OSError:  # only says who holds the lock: a full disk does not stop us here
+                pass
         except BaseException:  # LockHeld, or Ctrl-C while waiting: do not leak the fd
             os.close(fd)
             raise

@@ -18,7 +18,7 @@ class FileStateMemo:
 
     def load(self) -> dict:
         """The whole memo (read once per run: one query, no per-file round trips)."""
-        with self._db.lock:
+        with self._db.reading():
             return {r[0]: r[1:] for r in self._db.conn.execute("SELECT * FROM file_state")}
 
     def save(self, updates: dict) -> None:
@@ -46,7 +46,7 @@ class PipelineMemo:
         self._db = db
 
     def get(self, digest: str) -> str | None:
-        with self._db.lock:
+        with self._db.reading():
             row = self._db.conn.execute("SELECT data FROM pipelines WHERE digest=?", (digest,)).fetchone()
         return row[0] if row else None
 

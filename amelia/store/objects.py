@@ -85,15 +85,34 @@ def _syncfs(path: str) -> bool:
         os.close(fd)
 
 
-def atomic_copy(src: str, dst: str) -> None:
-    """Copy src to dst through a temp file in dst's directory: dst is old or new, never half."""
+class CorruptObject(Exception):
+    """An object's bytes no longer match its name (found while restoring it)."""
+
+    def __init__(self, digest: str):
+        super().__init__(f"object {digest[:12]} is corrupt")
+        self.digest = digest
+
+
+def atomic_copy(src: str, dst: str, expect: str | None = None) -> None:
+    """Copy src to dst through a temp file in dst's directory: dst is old or new, never half.
+
+    expect: the sha256 the bytes must have; checked while copying, and a mismatch leaves
+    dst untouched and raises CorruptObject (git, ccache and Bazel check content on read)."""
     d = os.path.dirname(dst) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".amelia-tmp-")
     try:
+        h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, CHUNK)
+            while True:
+                block = inp.read(CHUNK)
+                if not block:
+                    break
+                h.update(block)
+                out.write(block)
             out.flush()
+            if expect is not None and h.hexdigest() != expect:
+                raise CorruptObject(expect)
             os.fchmod(out.fileno(), FILE_MODE)
             os.fsync(out.fileno())
         os.replace(tmp, dst)
@@ -215,30 +234,59 @@ class ObjectStore:
         for d in sorted({os.path.dirname(f) for f in files}):
             fsync_dir(d)
 
-    def read_tree(self, digest: str) -> dict[str, str]:
+    def read_tree(self, digest: str, verify: bool = False) -> dict[str, str]:
         with open(self.path(digest), "rb") as f:
-            return json.loads(f.read())
+            data = f.read()
+        if verify and TREE_PREFIX + hash_bytes(data) != digest:
+            raise CorruptObject(digest)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise CorruptObject(digest) from None
 
-    def restore(self, digest: str, dst: str) -> None:
-        """Put the object back at dst (a file, or a directory for a tree)."""
+    def restore(self, digest: str, dst: str, root: str) -> None:
+        """Put the object back at dst (a file, or a directory for a tree), every byte
+        checked against its hash, nothing written or removed outside `root`.
+
+        Raises CorruptObject (the caller moves it aside), confine.Escape, or
+        IsADirectoryError / NotADirectoryError when the disk holds the other kind."""
+        from ..confine import check_dir, check_parent
+
         if not digest.startswith(TREE_PREFIX):
-            atomic_copy(self.path(digest), dst)
+            check_parent(root, dst)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                raise IsADirectoryError(dst)
+            atomic_copy(self.path(digest), dst, digest)
             return
-        manifest = self.read_tree(digest)
+        manifest = self.read_tree(digest, verify=True)
+        if os.path.islink(dst) or os.path.isfile(dst):
+            check_parent(root, dst)
+            if os.path.isfile(dst) and not os.path.islink(dst):
+                raise NotADirectoryError(dst)
+        check_dir(root, dst)
         os.makedirs(dst, exist_ok=True)  # an empty directory is an output too
         for rel, h in manifest.items():
             target = os.path.join(dst, rel)
-            if not (os.path.isfile(target) and hash_file(target) == h):
-                atomic_copy(self.path(h), target)
+            check_parent(root, target)
+            if os.path.islink(target):
+                os.unlink(target)  # a link in the tree is replaced, never followed
+            elif os.path.isfile(target) and hash_file(target) == h:
+                continue
+            atomic_copy(self.path(h), target, h)
         # The directory belongs to the step: files it did not produce go.
-        for dirpath, dirs, files in os.walk(dst):
-            dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
-            for name in files:
-                if name in SKIP_DIRS:
-                    continue
-                rel = os.path.relpath(os.path.join(dirpath, name), dst).replace(os.sep, "/")
-                if rel not in manifest:
-                    os.unlink(os.path.join(dirpath, name))
+        remove_extra(dst, manifest)
+
+    def quarantine(self, digest: str) -> str:
+        """Move a corrupt object aside (objects/corrupt/) so it is never served again and
+        the next put of the same bytes writes a good copy; returns where it went."""
+        dst_dir = os.path.join(self.dir, "corrupt")
+        os.makedirs(dst_dir, exist_ok=True)
+        dst = os.path.join(dst_dir, digest)
+        try:
+            os.replace(self.path(digest), dst)
+        except FileNotFoundError:
+            pass
+        return dst
 
     def can_restore(self, digest: str) -> bool:
         if not self.has(digest):
@@ -275,3 +323,29 @@ class ObjectStore:
     def clear(self) -> None:
         """Remove every object."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remove_extra(directory: str, keep: dict) -> None:
+    """Remove files under `directory` not named in `keep` (paths relative to it), without
+    following links: a link is removed as a file is."""
+    for dirpath, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            if name in SKIP_DIRS:
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), directory).replace(os.sep, "/")
+            if rel not in keep:
+                os.unlink(os.path.join(dirpath, name))
+
+
+def clear_directory(directory: str) -> None:
+    """Empty a directory output before its step runs; the directory itself stays.
+    Links are removed, never followed; .git and .amelia are never part of an output."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name in SKIP_DIRS:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)

@@ -9,20 +9,30 @@ The parts, each behind a narrow interface on the one shared connection:
 
 StateDB's own methods (record_heads, save_record, start_run, ...) are the older flat
 interface; they delegate to the parts and stay for callers not yet switched.
+
+Every SQLite error leaves here as errors.StoreProblem (exit 4: damaged, read-only, full
+disk, locked; see problems.py): the parts read through `reading()` and write through
+`transaction()`, which both translate. A failed transaction is rolled back only if
+SQLite has not already done so, and a failed rollback never hides the error that
+caused it (a full disk used to surface as "cannot rollback - no transaction is active").
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from contextlib import contextmanager
 
-from ..errors import EnvironmentProblem
+from ..errors import StoreProblem
 from .history import History
 from .memo import FileStateMemo, PipelineMemo
+from .problems import sqlite_problem
 from .records import Record, Records
 
-SCHEMA_VERSION = 3  # 2: usage table; 3: index run_steps(step, started) for latest_detail
+# 2: usage table; 3: index run_steps(step, started) for latest_detail; 4: input sets
+# (records name their input hashes in input_sets/input_chunks instead of holding them)
+SCHEMA_VERSION = 4
 
 # The tables as of version 2; a new database gets them, then every upgrade below.
 _SCHEMA = (
@@ -47,11 +57,32 @@ _SCHEMA = (
   PRIMARY KEY(run_id, seq))""",
 )
 
-# version → the statements that bring a database of the version before it there, in
-# place and keeping its data. Each must be safe to run again (IF NOT EXISTS).
+
+def _records_inputs_column(conn) -> None:
+    """records.inputs: the hash of the record's input set (NULL: its detail holds them)."""
+    if "inputs" not in {r[1] for r in conn.execute("PRAGMA table_info(records)")}:
+        conn.execute("ALTER TABLE records ADD COLUMN inputs TEXT")
+
+
+def _move_record_inputs(conn) -> None:
+    """Records of schema 3 keep their input hashes in detail: move them into sets."""
+    from .records import externalize
+
+    for key, detail in conn.execute("SELECT key, detail FROM records WHERE inputs IS NULL").fetchall():
+        text, name = externalize(conn, json.loads(detail))
+        if name is not None:
+            conn.execute("UPDATE records SET detail=?, inputs=? WHERE key=?", (text, name, key))
+
+
+# version → the statements (SQL, or a function of the connection) that bring a database
+# of the version before it there, in place and keeping its data, inside the migration's
+# transaction. Each must be safe to run again (IF NOT EXISTS, or checks first).
 _UPGRADES = {
     # latest_detail(step) looks run_steps up by step: without this it scans the table.
     3: ("CREATE INDEX IF NOT EXISTS run_steps_step ON run_steps(step, started)",),
+    4: ("CREATE TABLE IF NOT EXISTS input_chunks(hash BLOB PRIMARY KEY, data BLOB)",
+        "CREATE TABLE IF NOT EXISTS input_sets(hash TEXT PRIMARY KEY, chunks BLOB)",
+        _records_inputs_column, _move_record_inputs),
 }
 
 
@@ -59,18 +90,20 @@ class StateDB:
     def __init__(self, path: str):
         self.path = path
         self.lock = threading.RLock()  # one connection, shared by the runner's threads
-        self.conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         try:
-            if self._version() != SCHEMA_VERSION:
+            self.conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise sqlite_problem(path, e) from e
+        try:
+            with self.reading():
+                version = self._version()
+            if version != SCHEMA_VERSION:
                 self._migrate()
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as e:
-            self.conn.close()
-            if isinstance(e, sqlite3.OperationalError):  # locked, unreadable: not damage
-                raise
-            raise EnvironmentProblem(f"{path} is damaged: {e}",
-                                     hint="move it aside to start afresh (run history and the cache "
-                                          "records in it are lost; the objects stay)") from None
+            with self.reading():
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+        except StoreProblem:
+            self.close()
+            raise
         self.records = Records(self)
         self.history = History(self)
         self.memo = FileStateMemo(self)
@@ -82,45 +115,79 @@ class StateDB:
     def _migrate(self) -> None:
         """Create or upgrade the schema in one transaction; a concurrent opener waits and
         then finds it done. A database from a newer Amelia is left as it is."""
-        with self.lock:
+        with self.reading():
             self.conn.execute("PRAGMA journal_mode=WAL")  # not allowed inside a transaction
-            with self.transaction() as conn:
-                version = self._version()
-                if version >= SCHEMA_VERSION:
-                    return
-                for sql in _SCHEMA:
-                    conn.execute(sql)
-                for v in range(max(version, 2) + 1, SCHEMA_VERSION + 1):
-                    for sql in _UPGRADES.get(v, ()):
-                        conn.execute(sql)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        with self.transaction() as conn:
+            version = self._version()
+            if version >= SCHEMA_VERSION:
+                return
+            for sql in _SCHEMA:
+                conn.execute(sql)
+            for v in range(max(version, 2) + 1, SCHEMA_VERSION + 1):
+                for step in _UPGRADES.get(v, ()):
+                    if callable(step):
+                        step(conn)
+                    else:
+                        conn.execute(step)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # a checkpoint that could not run: the WAL keeps the data
+            pass
+
+    def problem(self, e: sqlite3.Error) -> StoreProblem:
+        return sqlite_problem(self.path, e)
+
+    @contextmanager
+    def reading(self):
+        """The shared connection, for reads: SQLite's errors come out as StoreProblem."""
+        with self.lock:
+            try:
+                yield self.conn
+            except sqlite3.Error as e:
+                raise self.problem(e) from e
 
     @contextmanager
     def transaction(self):
-        """One writer transaction on the shared connection: all of it or none of it."""
+        """One writer transaction on the shared connection: all of it or none of it.
+        SQLite's errors come out as StoreProblem; the first one is the one reported."""
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as e:
+                raise self.problem(e) from e
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does itself after a
+        full disk or an I/O error); a rollback that fails too is not the error to report."""
+        if self.conn.in_transaction:
+            try:
                 self.conn.execute("ROLLBACK")
-                raise
+            except sqlite3.Error:
+                pass
 
     def integrity_check(self) -> str:
-        """"ok", or SQLite's description of what is damaged."""
-        with self.lock:
-            rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        """"ok", or what is damaged: SQLite's description, or why the check could not run."""
+        try:
+            with self.reading():
+                rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+        except StoreProblem as e:
+            return f"{e.message}; {e.hint}" if e.hint else e.message
         return "; ".join(str(r[0]) for r in rows)
 
     def clear(self) -> None:
         """Forget every cached result (records, file-state memo, resolved pipelines), in one
         transaction; run history is kept."""
         with self.transaction() as conn:
-            for table in ("records", "file_state", "pipelines"):
+            for table in ("records", "input_sets", "input_chunks", "file_state", "pipelines"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- the older flat interface: delegates to the parts ---------------------------------

@@ -102,3 +102,15 @@ def test_an_empty_environment_variable_does_not_hide_the_dotenv_value(tmp_path, 
     env = load_env(tmp_path)
     assert env["ANTHROPIC_API_KEY"] == "from-dotenv"
     assert env["OTHER"] == "from-env"
+
+
+def test_load_env_makes_every_credential_a_secret_that_is_never_shown(tmp_path, monkeypatch):
+    from amelia.safetext import REDACTED, redact
+
+    token = "tok-" + "Gv5Bh7Nj9Mk1Lo3P" * 2
+    (tmp_path / ".env").write_text(f"MY_SERVICE_TOKEN={token}\nGREETING=hello-world-value\n")
+    monkeypatch.delenv("MY_SERVICE_TOKEN", raising=False)
+    env = load_env(tmp_path)
+    assert env["MY_SERVICE_TOKEN"] == token  # the value itself is unchanged
+    assert redact(f"curl -H 'x: {token}'") == f"curl -H 'x: {REDACTED}'"
+    assert redact("hello-world-value") == "hello-world-value"  # not named like a credential

@@ -1,4 +1,4 @@
-"""provider: local, on the real bundled SmolLM2-135M model (small: loads in ~0.1 s)."""
+"""provider: local, on the real bundled SmolLM2-135M model (small: loads in ~0.5 s)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 import jsonschema
 import pytest
 
-pytest.importorskip("llama_cpp")
+pytest.importorskip("xllamacpp")
 
 from amelia.providers import ModelConfig, ProviderError, Request, provider_class  # noqa: E402
 from amelia.providers import local  # noqa: E402
@@ -19,9 +19,9 @@ except ProviderError:  # pragma: no cover - the [local] extra is not installed
     pytest.skip("the bundled local model is not installed", allow_module_level=True)
 
 
-def make(max_tokens=60, temperature=None, model="", env=None):
+def make(max_tokens=60, temperature=None, model="", env=None, timeout=600.0):
     cfg = ModelConfig(name="default", provider="local", model=model, max_tokens=max_tokens,
-                      temperature=temperature)
+                      temperature=temperature, timeout=timeout)
     return local.Provider(cfg, env or {})
 
 
@@ -48,7 +48,7 @@ def test_plain_answer_streams_and_counts_usage():
                            prompt="Name three fruits."), on_text=chunks.append)
     assert c.text.strip()
     assert len(chunks) > 1 and "".join(chunks) == c.text
-    assert c.usage.input_tokens > 5 and 0 < c.usage.output_tokens <= 40
+    assert c.usage.input_tokens + c.usage.cached_tokens > 5 and 0 < c.usage.output_tokens <= 40
     assert c.model == "SmolLM2-135M-Instruct.Q4_1"
     assert c.stop_reason in ("stop", "length")
 
@@ -78,33 +78,42 @@ def test_json_cut_off_by_max_tokens_is_an_error():
     assert not e.value.retryable
 
 
+def test_prompt_longer_than_the_context_is_an_error_and_the_worker_stays():
+    p = make(max_tokens=5)
+    p.warm()
+    w = local.worker(local.default_model_path())
+    with pytest.raises(ProviderError, match="exceeds the available context size") as e:
+        p.complete(Request(system="", prompt="word " * (local.N_CTX + 100)))
+    assert not e.value.retryable
+    assert p.complete(Request(system="", prompt="Hi")).text
+    assert local.worker(local.default_model_path()) is w and w.alive()
+
+
 def test_model_is_loaded_once_per_process():
     a, b = make(max_tokens=5), make(max_tokens=5, model="smollm2")
     a.complete(Request(system="", prompt="Hi"))
     before = local.LOADS
     b.complete(Request(system="", prompt="Hello"))
     assert local.LOADS == before
-    assert a._loaded() is b._loaded()
+    assert a._worker() is b._worker()
 
 
-def test_concurrent_calls_are_serialized():
-    p = make(max_tokens=20)
-    loaded = p._loaded()
+def test_concurrent_calls_are_serialized(monkeypatch):
     inside = {"now": 0, "peak": 0}
     guard = threading.Lock()
-    real = loaded.llama.create_chat_completion
+    real = local.Worker.chat
 
-    def counting(**kwargs):
+    def counting(self, *args, **kwargs):
         with guard:
             inside["now"] += 1
             inside["peak"] = max(inside["peak"], inside["now"])
         try:
-            yield from real(**kwargs)
+            return real(self, *args, **kwargs)
         finally:
             with guard:
                 inside["now"] -= 1
 
-    loaded.llama.create_chat_completion = counting
+    monkeypatch.setattr(local.Worker, "chat", counting)
     results, errors = [], []
 
     def work(i):
@@ -114,14 +123,11 @@ def test_concurrent_calls_are_serialized():
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
-    try:
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-    finally:
-        del loaded.llama.create_chat_completion
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
     assert not errors
     assert len(results) == 3 and all(results)
     assert inside["peak"] == 1
@@ -136,11 +142,19 @@ def test_missing_gguf_path(tmp_path):
     assert "not found" in e.value.message
 
 
+def test_a_file_that_is_not_gguf_is_a_load_error(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"not a model at all")
+    p = make(model="m.gguf", env={"AMELIA_ROOT": str(tmp_path)})
+    with pytest.raises(ProviderError, match="not a GGUF file") as e:
+        p.complete(Request(system="", prompt="hi"))
+    assert "cannot load local model" in e.value.message and not e.value.retryable
+
+
 def test_gguf_path_relative_to_root(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "m.gguf").symlink_to(local.default_model_path())
     p = make(model="models/m.gguf", max_tokens=5, env={"AMELIA_ROOT": str(tmp_path)})
-    make(max_tokens=5)._loaded()
+    make(max_tokens=5)._worker()
     before = local.LOADS
     assert p.complete(Request(system="", prompt="Hi")).text
     assert local.LOADS == before  # the same file (through a link) is the same model
@@ -157,9 +171,9 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     with pytest.raises(ProviderError) as e:
         local.default_model_path()
     assert "pip install 'amelia[local]'" in e.value.message and not e.value.retryable
-    monkeypatch.setitem(__import__("sys").modules, "llama_cpp", None)
     with pytest.raises(ProviderError) as e:
-        local._llama_class()
+        local.check_engine()
+    assert "xllamacpp" in e.value.message
     assert "pip install 'amelia[local]'" in e.value.message and not e.value.retryable
 
 

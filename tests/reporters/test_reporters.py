@@ -208,3 +208,104 @@ def test_a_step_cancelled_before_it_started_has_a_row_too(store):
     [row] = store.history.steps("r2")
     assert (row.step, row.status, row.reason, row.error, row.duration) == (
         "a", "cancelled", "", "cancelled", 0.0)
+
+
+# -- text from outside ------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    from amelia.safetext import forget_secrets
+
+    forget_secrets()  # no key another test registered hides text in these lines
+    yield
+    forget_secrets()
+
+
+HOSTILE_KEY = "sk-hostile-" + "Zr8Wq2Lp6Vn4Kx0Y" * 5
+HOSTILE = [
+    ev.RunStarted(RUN, "demo", "amelia.yaml", (("a", "run", ()), ("b", "run", ())), 1),
+    ev.StepStarted(RUN, "a", (Reason("input_changed", "in/\x1b[2Jx.txt"),)),
+    ev.StepProgress(RUN, "a", "\x1b]0;pwned\x07 [bold]received"),
+    ev.StepFailed(RUN, "a", f"server error (500): [/bold] :smile: {HOSTILE_KEY}", 1.0, 1,
+                  ".amelia/logs/x/a.log", "\x1b]0;pwned\x07\x1b[2J[/bold]\r\nline\rover"),
+    ev.StepSkipped(RUN, "b", "upstream a failed [/]"),
+    ev.RunFinished(RUN, "failed", {"failed": 1, "skipped": 1}, 1.0),
+]
+
+
+def _assert_shown_safely(out: str) -> None:
+    for raw in ("\x1b]0;pwned", "\x1b[2J", "\x07", "\r"):
+        assert raw not in out
+    assert "\\x1b]0;pwned\\x07\\x1b[2J[/bold]" in out and "line\\rover" in out
+    assert "[/bold] :smile:" in out and "in/\\x1b[2Jx.txt" in out
+    assert HOSTILE_KEY[:20] not in out and HOSTILE_KEY[-20:] not in out
+
+
+def test_plain_lines_show_escape_sequences_and_hide_keys():
+    from amelia.safetext import add_secret
+
+    add_secret(HOSTILE_KEY)
+    out = io.StringIO()
+    reporter = PlainReporter(out, verbose=True)
+    for e in HOSTILE:
+        reporter(e)
+    _assert_shown_safely(out.getvalue())
+
+
+def test_the_live_view_takes_markup_and_escape_sequences_as_text():
+    from rich.console import Console
+
+    from amelia.reporters.live import LiveReporter
+    from amelia.safetext import add_secret
+
+    add_secret(HOSTILE_KEY)
+    out = io.StringIO()
+    reporter = LiveReporter(verbose=True)
+    reporter.console = Console(file=out, force_terminal=True, width=300, highlight=False,
+                               emoji=False, color_system=None)
+    for e in HOSTILE:
+        reporter(e)
+        if isinstance(e, (ev.StepStarted, ev.StepProgress)):
+            reporter.console.print(reporter._render())  # what the running step's row shows
+    assert reporter.fallback is None  # no MarkupError: nothing was parsed as markup
+    text = out.getvalue()
+    for own in ("\x1b[?25l", "\x1b[?25h", "\x1b[2K", "\x1b[1A", "\r"):  # rich's, for the live rows
+        text = text.replace(own, "")
+    assert "\x1b" not in text
+    _assert_shown_safely(text)
+    assert "\\x1b]0;pwned\\x07 [bold]received" in text and "[/]" in text
+
+
+def test_a_live_view_that_breaks_gives_way_to_plain_lines(capsys):
+    from amelia.reporters.live import LiveReporter
+
+    class Broken(LiveReporter):
+        def handle(self, e):
+            if isinstance(e, ev.StepFailed):
+                raise RuntimeError("display broke")
+            super().handle(e)
+
+    reporter = Broken()
+    for e in HOSTILE:
+        reporter(e)
+    out, err = capsys.readouterr()
+    assert "the live view failed (RuntimeError: display broke); plain lines follow" in err
+    assert "FAILED  a  server error (500)" in out and "amelia: FAILED:" in out
+
+
+def test_the_bus_hands_subscribers_events_with_secrets_redacted(store):
+    from amelia.safetext import REDACTED, add_secret
+
+    add_secret(HOSTILE_KEY)
+    seen = []
+    bus = ev.Bus()
+    bus.subscribe(seen.append)
+    bus.subscribe(RecordReporter(store.history, []))
+    for e in HOSTILE:
+        bus.emit(e)
+    failed = seen[3]
+    assert HOSTILE_KEY not in failed.error and REDACTED in failed.error
+    assert failed.tail == HOSTILE[3].tail  # only secrets change: the data stays data
+    [row] = [r for r in store.history.steps(RUN) if r.step == "a"]
+    assert REDACTED in row.error and HOSTILE_KEY[:12] not in row.error
+    assert all(HOSTILE_KEY[:12] not in e.data for e in store.history.events(RUN))

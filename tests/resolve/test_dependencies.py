@@ -23,7 +23,8 @@ def _outputs(rng, n):
 
 def test_index_finds_exactly_what_a_full_scan_finds():
     rng = random.Random(7)
-    patterns = ["a", "a/", "a/b", "a/c.txt", "b/*", "**/*.md", "a/**", "c.txt", "*/b/d.md", "d.md/a"]
+    patterns = ["a", "a/", "a/b", "a/c.txt", "b/*", "**/*.md", "a/**", "c.txt", "*/b/d.md", "d.md/a",
+                "a*", "a/b*", "*", "a/[bc]*", "c.t?t", "a/b/*", "b/a/**", "[ab]/c.txt", "d.md/**/a"]
     for _ in range(200):
         outs = _outputs(rng, 6)
         steps = {f"s{i}": SimpleNamespace(id=f"s{i}", outputs=(o,)) for i, o in enumerate(outs)}

@@ -232,7 +232,8 @@ def test_bash_missing_from_path_is_a_step_error_with_a_hint(ctx, tmp_path, monke
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(StepError) as e:
         execute(ctx, "where")
-    assert (e.value.message, e.value.hint) == ("bash was not found on PATH", "install bash")
+    assert (e.value.message, e.value.hint) == ("the shell 'bash' was not found on PATH",
+                                              "install bash, or name another with `shell:`")
 
 
 def test_a_value_too_large_for_the_environment_is_a_step_error(tmp_path):

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from amelia.errors import EnvironmentProblem
+from amelia.errors import StoreProblem
 from amelia.store import EventRow, Record, RecordHead, StepRow, Store, UsageRow
 from amelia.store import interfaces
 from amelia.store.objects import ObjectStore
@@ -183,8 +183,10 @@ def test_integrity_ok(store):
 def test_a_damaged_state_db_is_a_clear_error(tmp_path):
     (tmp_path / ".amelia").mkdir()
     (tmp_path / ".amelia" / "state.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(EnvironmentProblem, match="state.db is damaged"):
+    with pytest.raises(StoreProblem, match="the store's database is damaged") as e:
         Store(str(tmp_path))
+    assert e.value.exit_code == 4 and e.value.location.file.endswith(".amelia/state.db")
+    assert "move" in e.value.hint and "aside" in e.value.hint
 
 
 # -- migration ------------------------------------------------------------------------------
@@ -236,8 +238,8 @@ def test_upgrade_from_version_2_keeps_the_data_and_adds_the_index(tmp_path):
     make_v2_db(path)
     db = StateDB(path)
     try:
-        assert SCHEMA_VERSION == 3
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert SCHEMA_VERSION == 4
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert "run_steps_step" in indexes(db)
         assert db.memo.load() == {"a.txt": (1, 2, 3, "h")}
         assert db.pipelines.get("d") == "{}"
