@@ -24,6 +24,7 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
     from .steps import StepError
     from .steps.run import read_depfile
     from .store import Record, StepRow
+    from .store.objects import with_mode
 
     started = time.time()
     plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
@@ -31,7 +32,7 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
     store.history.start_run(run_id, pipeline.name, pipeline.file, list(opts.argv))
     by_id = pipeline.by_id()
     known: dict = {}
-    rows, failed = [], []
+    rows, failed, unknown = [], [], set()  # unknown: left to run, nothing on disk to go on
     counts = {"ran": 0, "cached": 0, "failed": 0, "skipped": 0}
     width = max((len(d.step) for d in plan.decisions), default=0)
     for d0 in plan.decisions:
@@ -40,6 +41,21 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
             failed.append(step.id)
             counts["skipped"] += 1
             out.write(f"skip    {step.id:<{width}}  an upstream step could not be adopted\n")
+            continue
+        if any(n in unknown for n in step.data_needs):
+            unknown.add(step.id)
+            counts["skipped"] += 1
+            out.write(f"skip    {step.id:<{width}}  an upstream step has no outputs to go on; it runs next time\n")
+            continue
+        left = _left_to_run(pipeline.root, step)
+        if left:  # not adopted; its outputs on disk, if any, still stand for its dependents
+            on_disk = {o: states.output_hash(o.rstrip("/")) for o in step.outputs}
+            if all(on_disk.values()):
+                known[step.id] = on_disk
+            else:
+                unknown.add(step.id)
+            counts["skipped"] += 1
+            out.write(f"skip    {step.id:<{width}}  {left}\n")
             continue
         fp = fingerprint(step, states, pipeline, discovered_paths(step, previous))
         upstream = {n: known[n] for n in step.data_needs}
@@ -64,7 +80,8 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
         outputs = {}
         for o in step.outputs:
             full = os.path.join(pipeline.root, o.rstrip("/"))
-            outputs[o] = store.objects.put_tree(full) if o.endswith("/") else store.objects.put_file(full)
+            outputs[o] = (store.objects.put_tree(full) if o.endswith("/") else
+                          with_mode(store.objects.put_file(full), os.stat(full).st_mode))
         key, material = d.key, d.material
         if step.depfile and os.path.exists(os.path.join(pipeline.root, step.depfile)):
             try:
@@ -87,6 +104,16 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
         raise StepsFailed(f"{n} step{'s' if n != 1 else ''} could not be adopted",
                           hint="run them (`amelia run`), or create their outputs first")
     return {"status": status, "counts": counts, "run_id": run_id}
+
+
+def _left_to_run(root: str, step) -> str:
+    """Why a step is not adopted but left to its next run, or ''."""
+    if step.always:
+        return "always runs; not adopted"
+    if step.depfile and not os.path.exists(os.path.join(root, step.depfile)):
+        return (f"its depfile {step.depfile} is not on disk: it runs next time, to learn "
+                "which files it depends on")
+    return ""
 
 
 def _missing_outputs(root: str, step) -> str:

@@ -217,7 +217,8 @@ def step_ids(pipeline: Pipeline, names) -> tuple:
         if not group:
             from .errors import did_you_mean
 
-            raise UsageError(f"unknown step '{name}'", hint=did_you_mean(name, by_id) or
+            names_ = list(dict.fromkeys(sid.split("[", 1)[0] for sid in by_id)) + list(by_id)
+            raise UsageError(f"unknown step '{name}'", hint=did_you_mean(name, names_) or
                              f"steps are: {', '.join(by_id)}")
         out += group
     return tuple(out)
@@ -234,7 +235,12 @@ def run(opts: RunOptions, out=None) -> dict:
     import time
 
     t0 = time.time()
-    out = out or sys.stdout
+    out = ReaderMayLeave(out or sys.stdout)
+    if opts.adopt and (opts.dry_run or opts.check or opts.force or opts.force_all):
+        flag = "--dry-run" if opts.dry_run else "--check" if opts.check else "--force"
+        raise UsageError(f"--adopt and {flag} cannot be used together",
+                         hint="--adopt records what is on disk and runs nothing; use it alone "
+                              "(with --only to adopt some steps)")
     pipeline, store = open_project(opts.file, opts.params, models=opts.models)
     try:
         if opts.dry_run or opts.check:
@@ -249,6 +255,7 @@ def run(opts: RunOptions, out=None) -> dict:
                 d.action == "cached" and not d.restore for d in plan.decisions):
             return _record_noop(pipeline, store, plan, states, opts, out, t0)
         _check_keys(pipeline, plan)
+        _check_shells(pipeline, plan)
         return _execute(pipeline, store, plan, states, previous, opts, out)
     finally:
         store.close()
@@ -349,6 +356,33 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
     return result
 
 
+def _check_shells(pipeline: Pipeline, plan) -> None:
+    """Every shell a step that may run names is installed, before any step runs (as
+    keys are): one error naming the shell and its steps, not one failure per step."""
+    import shutil
+
+    from .planner import CACHED
+
+    by_id = pipeline.by_id()
+    missing: dict = {}
+    for d in plan.decisions:
+        step = by_id[d.step]
+        if d.action == CACHED or step.kind != "run" or not step.config.shell:
+            continue
+        shell = step.config.shell[0]
+        if shutil.which(shell) is None:
+            missing.setdefault(shell, []).append(d.step)
+    if missing:
+        from .errors import EnvironmentProblem
+
+        shell, steps = next(iter(missing.items()))
+        more = f" (and {len(missing) - 1} more shells)" if len(missing) > 1 else ""
+        raise EnvironmentProblem(
+            f"shell '{shell}' is not installed: step{'s' if len(steps) != 1 else ''} "
+            f"{', '.join(steps[:5])}{' …' if len(steps) > 5 else ''} use{'' if len(steps) != 1 else 's'} it{more}",
+            hint=f"install {shell}, or name another with `shell:` (sh, bash, or a command line)")
+
+
 def _check_keys(pipeline: Pipeline, plan) -> None:
     """Every model a step that may run calls has its key, before any step runs."""
     from .planner import CACHED
@@ -420,6 +454,45 @@ class stop_signals:
 
         for sig, old in self.saved.items():
             signal.signal(sig, old)
+
+
+class ReaderMayLeave:
+    """A run's output stream: when its reader goes away (`amelia run | head`), printing
+    stops and the run goes on (a BrokenPipeError must not stop steps half-way)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._left()
+
+    def isatty(self) -> bool:
+        return hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def _left(self) -> None:
+        self.gone = True
+        try:  # what is still buffered would fail again at exit: send it nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def _is_tty(stream) -> bool:

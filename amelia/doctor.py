@@ -140,7 +140,7 @@ def store(root: str) -> list:
     try:
         s = Store(root)
     except EnvironmentProblem as e:
-        return [Check("state.db", FAIL, e.message)]
+        return [Check("state.db", FAIL, f"{e.message}; {e.hint}" if e.hint else e.message)]
     try:
         integrity = s.integrity()
         bad = s.objects.verify()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import paths
 from .spec import Pipeline, Step
-from .store.objects import hash_file, tree_digest
+from .store.objects import hash_file, tree_digest, with_mode
 
 RACY_NS = 100_000_000  # 0.1 s
 COARSE_RACY_NS = 2_000_000_000  # an mtime in whole seconds: the clock may be that coarse
@@ -52,13 +52,22 @@ class FileStates:
         return digest
 
     def tree(self, rel: str) -> str | None:
-        """A directory's identity, as ObjectStore.put_tree would name it."""
+        """A directory's identity, as ObjectStore.put_tree would name it (modes included)."""
         base = rel.rstrip("/")
         files = paths.expand(self.root, base, escape_check=False)
         if not files and not os.path.isdir(os.path.join(self.root, base)):
             return None
-        manifest = {p[len(base) + 1:]: self.hash(p, st) for p, st in files}
+        manifest = {p[len(base) + 1:]: with_mode(self.hash(p, st), st.st_mode) for p, st in files}
         return tree_digest(manifest)
+
+    def output_hash(self, rel: str) -> str | None:
+        """An output's digest as its record holds it: an executable file is marked."""
+        try:
+            st = os.stat(os.path.join(self.root, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        digest = self.hash(rel, st)
+        return digest if digest is None or (st.st_mode & 0o170000) == 0o040000 else with_mode(digest, st.st_mode)
 
     def forget(self, rel: str) -> None:
         self.memo.pop(rel, None)
@@ -132,7 +141,7 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline, discovered: 
                 missing.append(pattern)
     except ValueError as e:  # a symlink that leaves the project
         return Fingerprint(error=str(e))
-    outputs = {o: states.hash(o.rstrip("/")) for o in step.outputs}
+    outputs = {o: states.output_hash(o.rstrip("/")) for o in step.outputs}
     found = {p: states.hash(p) or MISSING for p in discovered}
     return Fingerprint(inputs, made_by, outputs, tuple(missing), discovered=found)
 

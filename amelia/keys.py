@@ -23,7 +23,9 @@ import hashlib
 import json
 
 # Bump when the meaning of a cache key changes: every step then re-runs once.
-CACHE_FORMAT_VERSION = 1
+# (2: an executable output's digest is marked "x:" in records and tree manifests; a
+# record of version 1 would restore it without its execute bit.)
+CACHE_FORMAT_VERSION = 2
 
 # Fields of a step that change nothing it produces; they stay out of its cache key.
 # (`approve` is not one: it gates a run. `needs` is ordering only; data edges are in

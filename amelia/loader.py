@@ -106,7 +106,7 @@ def load_file(path: str, display: str | None = None) -> Loaded:
         raise PipelineError(
             f"pipeline file not found: {display}",
             Location(display),
-            "pass a pipeline file, or run where amelia.yaml is (`amelia init` makes one)",
+            "pass a pipeline file, or run where amelia.yaml is (README.md shows a first one)",
         ) from None
     except OSError as e:
         raise PipelineError(f"cannot read {display}: {e.strerror}", Location(display)) from None

@@ -7,7 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from .store.objects import TREE_PREFIX
+from .store.objects import TREE_PREFIX, object_name
 
 KEEP_LOG_RUNS = 50
 # A temp file in objects/tmp this old is left over from a writer that died (a put
@@ -93,11 +93,11 @@ def gc(store, pipeline, keep: int, prune_other_steps: bool = False) -> Report:
         if digest.startswith(TREE_PREFIX):
             referenced.add(digest[len(TREE_PREFIX):])
             try:
-                referenced.update(store.objects.read_tree(digest).values())
+                referenced.update(object_name(h) for h in store.objects.read_tree(digest).values())
             except (OSError, ValueError):
                 pass
         else:
-            referenced.add(digest)
+            referenced.add(object_name(digest))
     removed = 0
     for digest, _path in list(store.objects.iter_objects()):
         if digest not in referenced:

@@ -40,8 +40,8 @@ WORDING = {
     "upstream_skipped": "upstream {s} did not run",
     "upstream_cancelled": "upstream {s} was cancelled",
 }
-# Kinds that list files: beyond this many of one kind, reporters say "N more".
-LISTED = ("input_changed", "input_added", "input_removed")
+# Kinds that list files or steps: beyond this many of one kind, reporters say "N more".
+LISTED = ("input_changed", "input_added", "input_removed", "upstream_changed")
 LIST_LIMIT = 3
 
 
@@ -71,8 +71,8 @@ def word(reasons, limit: int = LIST_LIMIT) -> str:
         out.append(str(r))
     for kind, n in seen.items():
         if n > limit:
-            label = kind.split("_", 1)[1]
-            out.append(f"{n - limit} more inputs {label}")
+            noun, label = kind.split("_", 1)
+            out.append(f"{n - limit} more {noun}s {label}")
     return "; ".join(out)
 
 

@@ -19,6 +19,7 @@ from .errors import AmeliaError
 from .processes import CancelToken, ProcessGroups, StepCancelled
 from .steps import KINDS, StepError, implementation
 from .store import Record
+from .store.objects import with_mode
 from .store.commit import GroupCommit
 
 MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
@@ -324,6 +325,6 @@ def collect_outputs(ctx: RunContext, states, step) -> dict:
             if not os.path.isfile(full):
                 raise StepError(f"did not write {o}",
                                 hint="the command must write it, relative to the project root")
-            outputs[o] = ctx.store.objects.put_file(full, durable=False)
+            outputs[o] = with_mode(ctx.store.objects.put_file(full, durable=False), os.stat(full).st_mode)
         states.forget(rel)
     return outputs

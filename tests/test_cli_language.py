@@ -79,13 +79,6 @@ def test_naming_the_default_shell_keeps_the_key(project):
     assert "0 ran, 1 cached" in project.run("run", check=0).stdout
 
 
-def test_a_shell_that_is_not_installed_fails_the_step_clearly(project):
-    project.pipeline(PIPE.format(top="", shell="    shell: no-such-shell-here\n"))
-    r = project.run("run", check=1)
-    assert "the shell 'no-such-shell-here' was not found on PATH" in r.stdout
-    assert "Traceback" not in r.stdout + r.stderr
-
-
 CC = """\
 amelia: 1
 steps:
@@ -257,3 +250,50 @@ def test_adopt_fails_a_step_whose_output_is_missing(project):
     assert "failed  a  cannot adopt: output out/ not on disk" in r.stdout
     assert "skip    b  an upstream step could not be adopted" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_adopt_leaves_always_steps_and_steps_without_their_depfile_to_run(project):
+    _c_project(project)
+    project.pipeline(CC.format(cc=DEPS) + """\
+  tests:
+    always: true
+    run: cat build/main.o > test.log
+    inputs: [build/main.o]
+    output: test.log
+""")
+    project.write("build/main.o", "int main;\n")  # built by make, without -MMD
+    r = project.run("run", "--adopt", check=0)
+    assert "skip    cc_main  its depfile build/main.d is not on disk: it runs next time" in r.stdout
+    assert "skip    tests    always runs; not adopted" in r.stdout
+    r = project.run("run", check=0)
+    assert _ran(r.stdout) == ["cc_main", "tests"]  # learns its headers
+    project.write("include/b.h", "#define B 3\n")
+    assert "input include/b.h changed" in project.run("run", check=0).stdout
+
+
+def test_a_shell_that_is_not_installed_is_said_once_before_anything_runs(project):
+    project.pipeline("""\
+amelia: 1
+shell: no-such-shell-here -e
+steps:
+  a: {run: echo a > a.txt, output: a.txt}
+  b: {run: echo b > b.txt, output: b.txt}
+""")
+    r = project.run("run", check=4)
+    assert r.stderr == ("error: shell 'no-such-shell-here' is not installed: steps a, b use it\n"
+                        "  hint: install no-such-shell-here, or name another with `shell:` "
+                        "(sh, bash, or a command line)\n")
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--check", "--dry-run", "--force-all"])
+def test_adopt_goes_alone(project, flag):
+    project.pipeline(CHAIN)
+    r = project.run("run", "--adopt", flag, check=2)
+    assert "--adopt and" in r.stderr and "cannot be used together" in r.stderr
+
+
+def test_a_depfile_that_is_also_an_output_is_refused(project):
+    project.pipeline(CC.format(cc=DEPS).replace("output: build/main.o", "outputs: [build/main.o, build/main.d]"))
+    r = project.run("validate", check=2)
+    assert "depfile 'build/main.d' is also an output of step 'cc_main'" in r.stderr

@@ -188,3 +188,37 @@ def test_a_directory_where_a_file_output_belongs_fails_that_step_only(project):
     assert "Traceback" not in r.stdout + r.stderr
     assert "output build/out.txt is a directory on disk, but is declared as a file" in r.stdout
     assert project.read("other.txt") == "fine\n"
+
+
+EXECUTABLE = """\
+amelia: 1
+steps:
+  build:
+    run: |
+      printf '#!/bin/sh\\necho hi\\n' > hello && chmod +x hello
+      mkdir -p bin && cp hello bin/tool && echo data > bin/readme.txt
+    outputs: [hello, bin/]
+  use:
+    run: ./hello > used.txt && bin/tool >> used.txt
+    inputs: [hello, bin/]
+    output: used.txt
+"""
+
+
+def test_an_executable_output_comes_back_executable(project):
+    project.pipeline(EXECUTABLE)
+    project.run("run", check=0)
+    r = project.run("clean", check=0)
+    assert "removed hello" in r.stdout
+    r = project.run("run", check=0)
+    assert "0 ran, 2 cached" in r.stdout
+    assert os.access(project.root / "hello", os.X_OK)
+    assert os.access(project.root / "bin" / "tool", os.X_OK)
+    assert not os.access(project.root / "bin" / "readme.txt", os.X_OK)
+    os.chmod(project.root / "hello", 0o644)  # the mode is part of the output: put back
+    r = project.run("run", check=0)
+    assert "restore hello (edited)" in r.stdout
+    assert os.access(project.root / "hello", os.X_OK)
+    os.chmod(project.root / "bin" / "tool", 0o644)
+    r = project.run("run", "--check", check=3)
+    assert "restore bin/ (edited)" in r.stdout

@@ -324,3 +324,27 @@ def test_plan_json_gives_reasons_as_data(project):
                                       "text": "input README.md changed"}]
     assert steps["b"] == {"step": "b", "action": "cached", "reasons": [], "key": steps["b"]["key"],
                           "restore": []}
+
+
+def test_a_reader_that_leaves_stops_the_printing_not_the_run(project):
+    """`amelia run | head -1`: the broken pipe must not stop steps half-way."""
+    import subprocess
+    import sys
+
+    project.pipeline("""\
+amelia: 1
+steps:
+  a: {run: "sleep 0.3 && echo a > a.txt", output: a.txt}
+  b: {run: "sleep 0.3 && cat a.txt > b.txt", inputs: [a.txt], output: b.txt}
+  c: {run: "sleep 0.3 && cat b.txt > c.txt", inputs: [b.txt], output: c.txt}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "amelia", "run", "--jobs", "1"], cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert project.read("c.txt") == "a\n"
+    runs = json.loads(project.run("runs", "--json", check=0).stdout)
+    assert runs[0]["status"] == "ok"

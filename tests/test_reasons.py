@@ -69,6 +69,9 @@ def test_every_file_is_data_and_the_wording_cuts_long_lists():
     assert word(reasons, limit=7) == "; ".join(f"input f{i} changed" for i in range(7))
     added = explain(STEP, material({f"n{i}": "1" for i in range(5)}), material())
     assert word(added, limit=2) == "input n0 added; input n1 added; 3 more inputs added"
+    ups = [Reason("upstream_changed", f"compile[f{i}]") for i in range(32)]
+    assert word(ups) == ("upstream compile[f0] changed; upstream compile[f1] changed; "
+                         "upstream compile[f2] changed; 29 more upstreams changed")
 
 
 def test_upstream_changed_names_the_step_not_its_files():

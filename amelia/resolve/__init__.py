@@ -69,7 +69,8 @@ def open_document(loaded: Loaded, file: str, namespace: str, overrides: dict, mo
     env_names = tuple(loaded.data.get("env") or ())
     models = model_configs(loaded.data, model_overrides, err)
     return Document(file, loaded, namespace, params, env_names, models,
-                    frozenset(from_files), stand_ins, file_sources, not complete)
+                    frozenset(from_files), stand_ins, file_sources, not complete,
+                    overridden=frozenset(overrides))
 
 
 class _Resolution:
@@ -127,7 +128,7 @@ class _Resolution:
             doc_refs = self.refs[s.doc.namespace].bound(s.item)
             for text, tpath, tfile in resolved.texts:
                 refs += doc_refs.check(text, tpath, kind.allowed_refs, names, outputs_of, tfile, self_id=sid)
-            listed[sid] = self._listed_params(s, err)
+            listed[sid] = self._listed_params(s, err, {ref for ref, _ in refs})
             uses = data_needs(s, refs, writers, why)
             edges[sid] = needs | uses
             data_edges[sid] = uses
@@ -148,9 +149,11 @@ class _Resolution:
             sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
-    def _listed_params(self, s, err) -> list:
+    def _listed_params(self, s, err, templated: set) -> list:
         """The refs (params.a.b) of the keys a step lists under `params:` (DVC's params: it
-        depends on them without templating them); each one that names nothing is an error."""
+        depends on them without templating them); each one that names nothing is an error,
+        and so is one of a params file that `-p` overrides: the step reads the file itself,
+        so the override would reach its key but not its command (a wrong result cached)."""
         listed = s.data.get("params") or []
         good = []
         refs = self.refs[s.doc.namespace]
@@ -159,8 +162,17 @@ class _Resolution:
             problem = refs.param_problem(ref, ref.split("."))
             if problem:
                 err(problem[0], s.base + ("params", i), problem[1])
-            else:
-                good.append(ref)
+                continue
+            hit = next((o for o in sorted(s.doc.overridden) if o == name or o.startswith(name + ".")
+                        or name.startswith(o + ".")), None)
+            if hit and name.split(".")[0] in s.doc.file_params and not any(
+                    t == ref or t.startswith(ref + ".") or ref.startswith(t + ".") for t in templated):
+                err(f"-p {hit}=… cannot reach step '{s.local}': it lists {name} under `params:`, "
+                    f"so it reads the params file itself", s.base + ("params", i),
+                    f"change {name} in the params file, or pass it to the command as "
+                    f"${{{{ params.{name} }}}}")
+                continue
+            good.append(ref)
         return good
 
     def _step(self, s, needs: set, uses: set, refs: list, config, listed: list = ()) -> Step:

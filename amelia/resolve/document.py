@@ -29,6 +29,7 @@ class Document:
     stand_ins: frozenset = frozenset()  # params holding a placeholder (checking only): any field goes
     sources: tuple = ()  # (path, sha256) of the params files it read
     params_unread: bool = False  # a params file could not be read: its names are unknown, not wrong
+    overridden: frozenset = frozenset()  # param names (dotted leaves too) given with -p
 
     @property
     def data(self) -> dict:

@@ -98,6 +98,10 @@ def shape(doc, local: str, root: str, refs, err, memo: dict | None = None, item=
         if found is not None and found[0].endswith("/"):
             err(f"depfile '{found[0]}' names a directory", base + ("depfile",),
                 "name the file the command writes, e.g. build/main.d for `cc -MMD -MF build/main.d`")
+        elif found is not None and found[0] in s.outputs + s.inputs:
+            err(f"depfile '{found[0]}' is also an {'output' if found[0] in s.outputs else 'input'} of "
+                f"step '{local}'", base + ("depfile",),
+                "the depfile is the compiler's list of what the step read; name a file of its own, e.g. build/main.d")
         elif found is not None:
             s.depfile = found[0]
     _check_own_inputs(s, err)

@@ -16,6 +16,9 @@ import tempfile
 
 CHUNK = 1 << 20
 TREE_PREFIX = "tree-"
+# An output file that is executable is named "x:" + its hash in records and tree
+# manifests (git keeps the mode in its trees too); the object itself is the bytes.
+EXEC_PREFIX = "x:"
 SKIP_DIRS = frozenset((".amelia", ".git"))  # as paths.SKIP_DIRS: never part of a tree
 
 
@@ -27,6 +30,17 @@ def _umask() -> int:
 
 # Restored files get the mode a step's own write would give them, not mkstemp's 0600.
 FILE_MODE = 0o666 & ~_umask()
+EXEC_MODE = 0o777 & ~_umask()
+
+
+def object_name(digest: str) -> str:
+    """The stored object's name for a digest as records and manifests hold it."""
+    return digest[len(EXEC_PREFIX):] if digest.startswith(EXEC_PREFIX) else digest
+
+
+def with_mode(digest: str, st_mode: int) -> str:
+    """The digest of a file's content as an output: marked when it is executable."""
+    return EXEC_PREFIX + digest if st_mode & 0o100 else digest
 
 
 def hash_file(path: str) -> str:
@@ -93,7 +107,7 @@ class CorruptObject(Exception):
         self.digest = digest
 
 
-def atomic_copy(src: str, dst: str, expect: str | None = None) -> None:
+def atomic_copy(src: str, dst: str, expect: str | None = None, mode: int = FILE_MODE) -> None:
     """Copy src to dst through a temp file in dst's directory: dst is old or new, never half.
 
     expect: the sha256 the bytes must have; checked while copying, and a mismatch leaves
@@ -113,7 +127,7 @@ def atomic_copy(src: str, dst: str, expect: str | None = None) -> None:
             out.flush()
             if expect is not None and h.hexdigest() != expect:
                 raise CorruptObject(expect)
-            os.fchmod(out.fileno(), FILE_MODE)
+            os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
         os.replace(tmp, dst)
     except BaseException:
@@ -128,12 +142,19 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _restore_file(src: str, dst: str, digest: str) -> None:
+    """Copy an object to dst, its bytes checked, with the mode its digest says."""
+    mode = EXEC_MODE if digest.startswith(EXEC_PREFIX) else FILE_MODE
+    atomic_copy(src, dst, object_name(digest), mode)
+
+
 class ObjectStore:
     def __init__(self, directory: str):
         self.dir = directory
 
     def path(self, digest: str) -> str:
-        name = digest[len(TREE_PREFIX):] if digest.startswith(TREE_PREFIX) else digest
+        name = object_name(digest)
+        name = name[len(TREE_PREFIX):] if name.startswith(TREE_PREFIX) else name
         return os.path.join(self.dir, name[:2], name[2:])
 
     def has(self, digest: str) -> bool:
@@ -210,7 +231,8 @@ class ObjectStore:
                 if name in SKIP_DIRS or not os.path.isfile(full):
                     continue
                 rel = os.path.relpath(full, directory).replace(os.sep, "/")
-                manifest[rel] = self.put_file(full, (file_hashes or {}).get(rel), durable)
+                known = object_name((file_hashes or {}).get(rel) or "") or None
+                manifest[rel] = with_mode(self.put_file(full, known, durable), os.stat(full).st_mode)
         return TREE_PREFIX + self.put_bytes(tree_bytes(manifest), durable)
 
     def sync(self, digests) -> None:
@@ -256,7 +278,7 @@ class ObjectStore:
             check_parent(root, dst)
             if os.path.isdir(dst) and not os.path.islink(dst):
                 raise IsADirectoryError(dst)
-            atomic_copy(self.path(digest), dst, digest)
+            _restore_file(self.path(digest), dst, digest)
             return
         manifest = self.read_tree(digest, verify=True)
         if os.path.islink(dst) or os.path.isfile(dst):
@@ -270,9 +292,9 @@ class ObjectStore:
             check_parent(root, target)
             if os.path.islink(target):
                 os.unlink(target)  # a link in the tree is replaced, never followed
-            elif os.path.isfile(target) and hash_file(target) == h:
+            elif os.path.isfile(target) and with_mode(hash_file(target), os.stat(target).st_mode) == h:
                 continue
-            atomic_copy(self.path(h), target, h)
+            _restore_file(self.path(h), target, h)
         # The directory belongs to the step: files it did not produce go.
         remove_extra(dst, manifest)
 

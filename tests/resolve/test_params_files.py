@@ -91,16 +91,24 @@ def test_leaves_build_paths(tmp_path):
 
 
 def test_p_sets_a_leaf_in_its_type(tmp_path):
-    p = resolved(tmp_path, ONE, overrides={"train.n_est": "60", "split": "0.5"})
+    p = resolved(tmp_path, ONE, overrides={"train.n_est": "60"})
     assert p.step("t").static_vars["AMELIA_PARAM_TRAIN_N_EST"] == "60"
-    assert p.step("t").static_vars["AMELIA_PARAM_SPLIT"] == "0.5"
     assert p.params["train"]["n_est"] == 60
+
+
+def test_p_cannot_override_a_key_a_step_only_lists(tmp_path):
+    """The step reads the params file itself: the override would change its key, not what
+    its command sees, and a wrong result would be cached under the new key."""
+    assert errors(tmp_path, ONE, overrides={"split": "0.5"}) == [
+        "-p split=… cannot reach step 't': it lists split under `params:`, so it reads the params file itself"]
+    assert errors(tmp_path, ONE, overrides={"train": '{"n_est": 1, "seed": 2}'}) == [
+        "-p train=… cannot reach step 't': it lists train.seed under `params:`, so it reads the params file itself"]
 
 
 def test_declared_and_file_params_mix_in_overrides(tmp_path):
     text = ONE.replace("params_files:", "params:\n  goal: {default: x}\nparams_files:")
-    p = resolved(tmp_path, text, overrides={"goal": "y", "train.seed": "9"})
-    assert p.params["goal"] == "y" and p.params["train"]["seed"] == 9
+    p = resolved(tmp_path, text, overrides={"goal": "y", "train.n_est": "9"})
+    assert p.params["goal"] == "y" and p.params["train"]["n_est"] == 9
     with pytest.raises(UsageError, match="unknown param 'gaol'") as info:
         resolved(tmp_path, text, overrides={"gaol": "y"})
     assert "did you mean 'goal'" in info.value.hint
