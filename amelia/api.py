@@ -246,6 +246,11 @@ def run(opts: RunOptions, out=None) -> dict:
         if opts.dry_run or opts.check:
             return _show_plan(pipeline, store, opts, out)
         store.lock.acquire(wait=opts.wait)
+        from .orphans import remove_orphans
+
+        for path in remove_orphans(pipeline, store):
+            if not opts.json:
+                out.write(f"remove  {path}  no step writes it now\n")
         if opts.adopt:
             from .adopt import adopt
 

@@ -70,8 +70,9 @@ def test_a_new_file_adds_an_instance_and_a_deleted_one_drops_it(c_project):
     r = c_project.run("run", check=0)
     assert "0 ran, 5 cached" in r.stdout
     (c_project.root / "src/zeta.c").unlink()
-    (c_project.root / "build/zeta.o").unlink()  # its output is no step's now: as with make, yours to delete
     r = c_project.run("run", check=0)
+    assert "remove  build/zeta.o  no step writes it now" in r.stdout  # else build/*.o reads it
+    assert not c_project.exists("build/zeta.o")
     assert "compile[zeta]" not in r.stdout
     assert ran(c_project) == []  # link's inputs are the two files it read before: restored from the cache
     assert "0 ran, 4 cached" in r.stdout

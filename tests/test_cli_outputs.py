@@ -222,3 +222,24 @@ def test_an_executable_output_comes_back_executable(project):
     os.chmod(project.root / "bin" / "tool", 0o644)
     r = project.run("run", "--check", check=3)
     assert "restore bin/ (edited)" in r.stdout
+
+
+def test_an_output_no_step_writes_any_more_is_removed_unless_someone_edited_it(project):
+    project.pipeline("""\
+amelia: 1
+params:
+  lang: {default: en}
+steps:
+  doc:
+    run: echo ${{ params.lang }} > out-${{ params.lang }}.txt
+    output: out-${{ params.lang }}.txt
+""")
+    project.run("run", check=0)
+    r = project.run("run", "-p", "lang=fr", check=0)
+    assert "remove  out-en.txt  no step writes it now" in r.stdout
+    assert not project.exists("out-en.txt") and project.read("out-fr.txt") == "fr\n"
+    project.write("out-fr.txt", "kept: a person wrote this")
+    r = project.run("run", check=0)
+    assert "remove" not in r.stdout.replace("restore", "")
+    assert project.read("out-fr.txt") == "kept: a person wrote this"
+    assert project.read("out-en.txt") == "en\n"
