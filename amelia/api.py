@@ -49,7 +49,7 @@ def pipeline_path(file: str | None) -> str:
                      hint="pass a pipeline file, e.g. `amelia run pipelines/sdlc.yaml`, or create amelia.yaml")
 
 
-from .loader import MAX_FILE_BYTES as MAX_PIPELINE_BYTES  # one limit; the loader imports yaml lazily
+MAX_PIPELINE_BYTES = 1024 * 1024  # = loader.MAX_FILE_BYTES (a test holds them equal); the no-op imports no loader
 
 
 def _read(path: str) -> bytes:
@@ -259,8 +259,9 @@ def run(opts: RunOptions, out=None) -> dict:
         if not (opts.json or opts.verbose) and all(
                 d.action == "cached" and not d.restore for d in plan.decisions):
             return _record_noop(pipeline, store, plan, states, opts, out, t0)
-        _check_keys(pipeline, plan)
-        _check_shells(pipeline, plan)
+        from .preflight import check_environment
+
+        check_environment(pipeline, plan)
         return _execute(pipeline, store, plan, states, previous, opts, out)
     finally:
         store.close()
@@ -359,60 +360,6 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
         n = result["counts"]["failed"]
         raise StepsFailed(f"{n} step{'s' if n != 1 else ''} failed")
     return result
-
-
-def _check_shells(pipeline: Pipeline, plan) -> None:
-    """Every shell a step that may run names is installed, before any step runs (as
-    keys are): one error naming the shell and its steps, not one failure per step."""
-    import shutil
-
-    from .planner import CACHED
-
-    by_id = pipeline.by_id()
-    missing: dict = {}
-    for d in plan.decisions:
-        step = by_id[d.step]
-        if d.action == CACHED or step.kind != "run" or not step.config.shell:
-            continue
-        shell = step.config.shell[0]
-        if shutil.which(shell) is None:
-            missing.setdefault(shell, []).append(d.step)
-    if missing:
-        from .errors import EnvironmentProblem
-
-        shell, steps = next(iter(missing.items()))
-        more = f" (and {len(missing) - 1} more shells)" if len(missing) > 1 else ""
-        raise EnvironmentProblem(
-            f"shell '{shell}' is not installed: step{'s' if len(steps) != 1 else ''} "
-            f"{', '.join(steps[:5])}{' …' if len(steps) > 5 else ''} use{'' if len(steps) != 1 else 's'} it{more}",
-            hint=f"install {shell}, or name another with `shell:` (sh, bash, or a command line)")
-
-
-def _check_keys(pipeline: Pipeline, plan) -> None:
-    """Every model a step that may run calls has its key, before any step runs."""
-    from .planner import CACHED
-    from .steps import models
-
-    by_id = pipeline.by_id()
-    needed: dict = {}  # ModelConfig → the steps that use it
-    for d in plan.decisions:
-        if d.action != CACHED:
-            for config in models(by_id[d.step]):
-                needed.setdefault(config, []).append(d.step)
-    if not needed:
-        return
-    from .errors import EnvironmentProblem
-    from .providers.keys import missing_keys
-
-    missing = missing_keys(list(needed), pipeline.root)
-    if missing:
-        lines = []
-        for name, provider, var in missing:
-            steps = sorted({s for cfg, ss in needed.items() if cfg.key_env() == var for s in ss})
-            lines.append(f"{var} is not set: model '{name}' ({provider}) needs it for step"
-                         f"{'s' if len(steps) != 1 else ''} {', '.join(steps)}")
-        raise EnvironmentProblem("; ".join(lines),
-                                 hint="export it, or put it in .env at the project root")
 
 
 def _record_noop(pipeline, store, plan, states, opts, out, started: float) -> dict:
@@ -518,28 +465,3 @@ def report_error(e: AmeliaError, as_json: bool = False, stream=None) -> int:
         stream.write(safe(e.render()) + "\n")
     return e.exit_code
 
-
-def clean(file: str | None, names=(), dry_run: bool = False) -> list:
-    """`amelia clean [STEP…]`: remove the declared outputs of the steps (all without
-    names), never anything else; the next run restores them from the store. Returns the
-    paths removed (or that would be, with dry_run)."""
-    from .runner import OutputInTheWay, remove_outputs
-
-    pipeline, store = open_project(file, create=False)
-    try:
-        if store is not None:
-            store.lock.acquire()
-        chosen = step_ids(pipeline, names) if names else tuple(s.id for s in pipeline.steps)
-        by_id = pipeline.by_id()
-        removed = []
-        for sid in chosen:
-            try:
-                removed += remove_outputs(pipeline.root, by_id[sid], dry_run)
-            except OutputInTheWay as e:
-                from .errors import EnvironmentProblem
-
-                raise EnvironmentProblem(f"step '{sid}': {e.message}", hint=e.hint) from None
-        return removed
-    finally:
-        if store is not None:
-            store.close()

@@ -113,7 +113,9 @@ def clean(ctx, steps, file, dry_run):
     The store keeps them: the next `amelia run` restores them without running."""
 
     def go():
-        removed = api.clean(file, steps, dry_run)
+        from .clean import clean as clean_outputs
+
+        removed = clean_outputs(file, steps, dry_run)
         verb = "would remove" if dry_run else "removed"
         for path in removed:
             click.echo(f"{verb} {path}")

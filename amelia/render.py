@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 import time
 
-from .safetext import escape_line, safe
+
+def escape_line(text) -> str:
+    from .safetext import escape_line as e  # plans and history only: not on the no-op path
+
+    return e(text)
+
+
+def safe(text, **kwargs) -> str:
+    from .safetext import safe as s
+
+    return s(text, **kwargs)
 
 
 def _word(reasons) -> str:

@@ -40,7 +40,17 @@ PARAM_VALUES = {
     "word": ("alpha", "beta", "gamma delta", "x'y", "$HOME", ""),
     "n": (0, 1, 2, 3),
     "flag": (True, False),
+    "lang": ("en", "fr", "de"),  # used in output paths: a change leaves an orphan
 }
+PARAMS_FILE = "params.yaml"  # at the root, read by `params_files:` in some pipelines
+# Its keys: cfg.a.b is listed under `params:` by "pfile" steps, which read it from the
+# file themselves; cfg.c is templated by "pleaf" steps; `other` is read by no step.
+FILE_VALUES = {"b": ("v1", "v2", "v3 w"), "c": (0, 1, 2), "other": ("o1", "o2", "o3")}
+# How a "pfile" step reads cfg.a.b from params.yaml (the only key indented 4 with name b).
+FILE_READERS = ("sed -n 's/^    b: //p' params.yaml", "awk '/^    b:/ {print $2}' params.yaml",
+                "grep -E '^ {4}b:' params.yaml")
+# The globs a foreach step iterates over: group a, or every .txt under src/ (cond, conf).
+EACH_GLOBS = ("src/a/*.txt", "src/*.txt", "src/**/*.txt")
 PREFIX = "shopt -s nullglob; export LC_ALL=C; mkdir -p out; "
 
 
@@ -58,17 +68,38 @@ class Source:
 @dataclass(frozen=True)
 class Step:
     id: str
-    kind: str  # concat | count | param | ref | permap | filter | cond
+    kind: str  # concat | count | param | ref | permap | filter | cond | poutput | each | pfile | pleaf
     sources: tuple = ()  # Source
     transform: int = 0
     cosmetic: int = 0  # a no-op prefix: the command changes, its outputs do not
     needs: tuple = ()
     ref: str = ""  # the step whose output `ref` reads through ${{ steps.X.output }}
     nested: bool = False  # permap: one folder per input file instead of one file
+    always: bool = False  # `always: true`: runs on every run
+    reader: int = 0  # pfile: which of FILE_READERS
 
     @property
     def output(self) -> str:
-        return f"out/{self.id}/" if self.kind in ("permap", "filter") else f"out/{self.id}.txt"
+        """What readers see: a file, a directory output (ending in /), the folder that
+        holds a foreach step's outputs, or a path with ${{ params.lang }} in it."""
+        if self.kind in ("permap", "filter", "each"):
+            return f"out/{self.id}/"
+        if self.kind == "poutput":
+            return f"out/{self.id}-${{{{ params.lang }}}}.txt"
+        return f"out/{self.id}.txt"
+
+    @property
+    def is_dir(self) -> bool:
+        """A declared directory output (a foreach step declares one file per item)."""
+        return self.kind in ("permap", "filter")
+
+    def owns(self, rel: str) -> bool:
+        """rel is (under) one of this step's outputs, whatever the params and items."""
+        if self.kind == "poutput":
+            return rel.startswith(f"out/{self.id}-")
+        if self.output.endswith("/"):
+            return rel.startswith(self.output)
+        return rel == self.output
 
     def command(self) -> str:
         t = TRANSFORMS[self.transform]
@@ -95,9 +126,30 @@ class Step:
         if self.kind == "filter":  # a file stops being written when its input loses the "1": item 1
             return cmd + (f"mkdir -p out/{self.id}; for f in {words}; do if grep -q 1 \"$f\"; then "
                           f"{t} < \"$f\" > \"out/{self.id}/${{f##*/}}\"; fi; done")
+        if self.kind == "poutput":  # the output path follows a param: a change orphans the old file
+            return cmd + (f"{{ printf '%s\\n' \"${{{{ params.lang }}}}\"; cat /dev/null {words}; }} "
+                          f"| {t} > \"out/{self.id}-${{{{ params.lang }}}}.txt\"")
+        if self.kind == "each":  # one instance per file: a deleted file orphans its output
+            return cmd + (f"mkdir -p out/{self.id}; {{ printf '%s %s\\n' \"${{{{ item.name }}}}\" "
+                          f"\"${{{{ item.dir }}}}\"; cat \"${{{{ item.path }}}}\"; }} | {t} "
+                          f"> \"out/{self.id}/${{{{ item.stem }}}}.txt\"")
+        if self.kind == "pfile":  # lists cfg.a.b under params: and reads it from the file itself
+            return cmd + (f"{{ {FILE_READERS[self.reader]}; cat /dev/null {words}; }} "
+                          f"| {t} > out/{self.id}.txt")
+        if self.kind == "pleaf":  # a leaf of the params file, templated
+            return cmd + (f"{{ printf '%s\\n' \"${{{{ params.cfg.c }}}}\"; cat /dev/null {words}; }} "
+                          f"| {t} > out/{self.id}.txt")
         raise ValueError(self.kind)
 
+    def declared(self) -> str:
+        """The output as the pipeline file declares it."""
+        if self.kind == "each":
+            return f"out/{self.id}/${{{{ item.stem }}}}.txt"
+        return self.output
+
     def inputs(self) -> list:
+        if self.kind == "each":
+            return ["${{ item.path }}"]
         out = [s.pattern for s in self.sources]
         if self.kind == "ref":
             out.append(CONF_FILE)
@@ -109,23 +161,35 @@ class Step:
 @dataclass(frozen=True)
 class Pipeline:
     steps: tuple  # Step, in topological order
-    params: dict = field(default_factory=dict)  # name → default
+    params: dict = field(default_factory=dict)  # name → default (of those declared in the file)
+    params_file: bool = False  # `params_files: [params.yaml]`
+    file_keys: tuple = ()  # params of PARAM_VALUES that live in params.yaml, not under params:
 
     def render(self) -> str:
-        lines = ["amelia: 1", "name: prop", "params:"]
-        types = {"word": "string", "n": "integer", "flag": "boolean"}
+        lines = ["amelia: 1", "name: prop"]
+        if self.params_file:
+            lines.append(f"params_files: [{PARAMS_FILE}]")
+        lines.append("params:")
+        types = {"word": "string", "n": "integer", "flag": "boolean", "lang": "string"}
         for name, default in self.params.items():
-            lines.append(f"  {name}: {{type: {types[name]}, default: {json.dumps(default)}}}")
+            if name not in self.file_keys:
+                lines.append(f"  {name}: {{type: {types[name]}, default: {json.dumps(default)}}}")
         lines.append("steps:")
         for s in self.steps:
             lines.append(f"  {s.id}:")
+            if s.kind == "each":
+                lines.append(f"    foreach: {{glob: {json.dumps(s.sources[0].pattern)}}}")
             lines.append(f"    run: {json.dumps(s.command())}")
             if s.inputs():
                 lines.append(f"    inputs: {json.dumps(s.inputs())}")
-            key = "outputs" if s.output.endswith("/") else "output"
-            lines.append(f"    {key}: {json.dumps([s.output] if key == 'outputs' else s.output)}")
+            key = "outputs" if s.is_dir else "output"
+            lines.append(f"    {key}: {json.dumps([s.output] if key == 'outputs' else s.declared())}")
             if s.needs:
                 lines.append(f"    needs: {json.dumps(list(s.needs))}")
+            if s.kind == "pfile":
+                lines.append('    params: ["cfg.a.b"]')
+            if s.always:
+                lines.append("    always: true")
         return "\n".join(lines) + "\n"
 
     def step(self, sid: str) -> Step:
@@ -152,6 +216,12 @@ def _group_source(rng: random.Random, g: str) -> Source:
 
 
 def _upstream_source(rng: random.Random, up: Step) -> Source:
+    if up.kind == "poutput":  # by the path with the param in it, or by a glob
+        if rng.random() < 0.5:
+            return Source(up.output, f'"{up.output}"', producer=up.id)
+        return Source(f"out/{up.id}-*.txt", f"out/{up.id}-*.txt", producer=up.id)
+    if up.kind == "each":  # the instances' outputs; out/sN/ is no declared output
+        return Source(f"out/{up.id}/*.txt", f"out/{up.id}/*.txt", producer=up.id)
     if not up.output.endswith("/"):
         return Source(up.output, up.output, producer=up.id)
     folder = up.output.rstrip("/")
@@ -163,18 +233,23 @@ def _upstream_source(rng: random.Random, up: Step) -> Source:
 
 
 def generate(rng: random.Random, mode: str) -> Pipeline:
-    """A DAG of 2-8 steps; each reads sources and/or earlier steps' outputs."""
-    kinds = ["concat", "count", "param", "ref", "permap"]
+    """A DAG of 2-8 steps; each reads sources and/or earlier steps' outputs. Some
+    pipelines read params.yaml (`params_files:`)."""
+    params_file = rng.random() < 0.4
+    kinds = ["concat", "count", "param", "ref", "permap", "poutput", "each"]
     if mode == HARDENING:
         kinds += ["filter", "cond"]
+    if params_file:
+        kinds += ["pfile", "pleaf"]
     steps: list = []
-    for i in range(rng.randint(2, 8)):
-        sid = f"s{i}"
+    n = rng.randint(2, 8)
+    while len(steps) < n:
+        sid = f"s{len(steps)}"
         kind = rng.choice(kinds)
         files = [s for s in steps if not s.output.endswith("/")]
         if kind == "ref" and not files:
             kind = "concat"
-        step = Step(sid, kind, transform=rng.randrange(len(TRANSFORMS)))
+        step = Step(sid, kind, transform=rng.randrange(len(TRANSFORMS)), always=rng.random() < 0.1)
         if kind in ("permap", "filter"):
             # One flat source, so the files it writes have distinct names.
             flat_dirs = [s for s in steps if s.output.endswith("/") and not s.nested
@@ -186,6 +261,9 @@ def generate(rng: random.Random, mode: str) -> Pipeline:
             step = replace(step, sources=(src,), nested=kind == "permap" and rng.random() < 0.25)
         elif kind == "ref":
             step = replace(step, ref=rng.choice(files).id)
+        elif kind == "each":  # a glob of files that edits add, delete and rename
+            glob = rng.choice(EACH_GLOBS)
+            step = replace(step, sources=(Source(glob, glob, group="a"),))
         elif kind != "cond":
             chosen = []
             for _ in range(rng.randint(1, 2)):
@@ -194,12 +272,23 @@ def generate(rng: random.Random, mode: str) -> Pipeline:
                 else:
                     chosen.append(_group_source(rng, rng.choice("ab")) if rng.random() < 0.8
                                   else Source(CONF_FILE, CONF_FILE, group="conf"))
-            step = replace(step, sources=tuple(dict.fromkeys(chosen)))
+            step = replace(step, sources=tuple(dict.fromkeys(chosen)),
+                           reader=rng.randrange(len(FILE_READERS)))
         if steps and rng.random() < 0.2:  # ordering only: not part of any key
             step = replace(step, needs=(rng.choice(steps).id,))
+        # A reader of a foreach step's outputs mostly names it in needs (as the docs
+        # show), else relies on its inputs overlapping the instances' outputs.
+        each_ups = [src.producer for src in step.sources
+                    if src.producer and next(s for s in steps if s.id == src.producer).kind == "each"]
+        if each_ups and rng.random() < 0.7:
+            step = replace(step, needs=tuple(dict.fromkeys((*step.needs, *each_ups))))
         steps.append(step)
+        if kind == "each" and len(steps) < n and rng.random() < 0.5:  # gather what it wrote
+            steps.append(Step(f"s{len(steps)}", "concat", transform=rng.randrange(len(TRANSFORMS)),
+                              sources=(_upstream_source(rng, step),), needs=(step.id,)))
     params = {name: rng.choice(values) for name, values in PARAM_VALUES.items()}
-    return Pipeline(tuple(steps), params)
+    file_keys = ("lang",) if params_file and rng.random() < 0.5 else ()
+    return Pipeline(tuple(steps), params, params_file, file_keys)
 
 
 def _only_group_b(step: Step, steps: list) -> bool:
@@ -220,6 +309,31 @@ def initial_sources(rng: random.Random) -> dict:
         for i in range(rng.randint(1, 3)):
             files[f"{folder}/f{i}.{ext}"] = random_text(rng)
     return files
+
+
+def initial_params_file(rng: random.Random, pipeline: Pipeline) -> dict:
+    """params.yaml's data, in the order written: cfg.a.b, cfg.c, other, and maybe lang."""
+    data = {"cfg": {"a": {"b": rng.choice(FILE_VALUES["b"])}, "c": rng.choice(FILE_VALUES["c"])},
+            "other": rng.choice(FILE_VALUES["other"])}
+    for name in pipeline.file_keys:
+        data[name] = pipeline.params[name]
+    return data
+
+
+def render_params_file(data: dict, comments: int) -> str:
+    """YAML written by hand: comments on top, cfg.a.b the only key indented 4 named b."""
+    lines = [f"# note {i}" for i in range(comments)]
+    for key, value in data.items():
+        if key != "cfg":
+            lines.append(f"{key}: {json.dumps(value)}")
+            continue
+        lines.append("cfg:")
+        for sub, v in value.items():
+            if sub == "a":
+                lines += ["  a:", f"    b: {json.dumps(v['b'])}"]
+            else:
+                lines.append(f"  {sub}: {json.dumps(v)}")
+    return "\n".join(lines) + "\n"
 
 
 # -- running -----------------------------------------------------------------------------
@@ -292,17 +406,21 @@ def files_of(root: Path) -> dict:
 
 
 def copy_sources(src: Path, dst: Path) -> None:
-    """The project as a fresh clone would have it: the pipeline file and src/."""
+    """The project as a fresh clone would have it: the pipeline file, params.yaml, src/."""
     dst.mkdir(parents=True)
     shutil.copy2(src / "amelia.yaml", dst / "amelia.yaml")
+    if (src / PARAMS_FILE).exists():
+        shutil.copy2(src / PARAMS_FILE, dst / PARAMS_FILE)
     if (src / "src").exists():
         shutil.copytree(src / "src", dst / "src", symlinks=True)  # links stay links, as in git
 
 
 def source_digest(root: Path, cli_params: dict) -> str:
-    """What a clean run's result depends on: the pipeline, src/ and the -p values."""
+    """What a clean run's result depends on: the pipeline, params.yaml, src/ and the -p values."""
     h = hashlib.sha256(json.dumps(param_args(cli_params)).encode())
     h.update((root / "amelia.yaml").read_bytes())
+    if (root / PARAMS_FILE).exists():
+        h.update(b"\0params\0" + (root / PARAMS_FILE).read_bytes())
     for rel, data in sorted(files_of(root / "src").items()):
         h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
     for link in sorted((root / "src").rglob("*")):  # a dangling link is no file, yet is there
@@ -322,9 +440,50 @@ class World:
         self.mode = mode
         self.cli_params: dict = {}
         self.seen: dict = {}  # source path → contents it has had, for reverts
+        self.pfile: dict = {}  # params.yaml's data, if the pipeline reads it
+        self.comments = 0  # comment lines on top of params.yaml
+        self.hand: dict = {}  # output path → the bytes written there by hand
 
     def write_pipeline(self) -> None:
         (self.root / "amelia.yaml").write_text(self.pipeline.render())
+
+    def write_params_file(self, in_place: bool = False) -> None:
+        text = render_params_file(self.pfile, self.comments)
+        p = self.root / PARAMS_FILE
+        if in_place:
+            p.write_text(text)
+        else:
+            p.with_name(PARAMS_FILE + ".tmp").write_text(text)
+            os.replace(p.with_name(PARAMS_FILE + ".tmp"), p)
+
+    def param(self, name: str):
+        """The value a run sees now: -p, else params.yaml, else the declared default."""
+        if name in self.cli_params:
+            return self.cli_params[name]
+        if name in self.pipeline.file_keys:
+            return self.pfile[name]
+        return self.pipeline.params[name]
+
+    def hand_made(self, rel: str) -> bool:
+        """rel holds bytes written there by hand: amelia must keep it if no step declares
+        it any more (docs: "one edited since is yours and stays"), unlike a clean run."""
+        p = self.root / rel
+        return rel in self.hand and p.is_file() and not p.is_symlink() and p.read_bytes() == self.hand[rel]
+
+    def held(self) -> set:
+        """Steps with an output (or a file in a directory output) written by hand: no edit
+        may stop declaring it before a run has put it back."""
+        return {s.id for s, rel in self.outputs() if self.hand_made(rel)}
+
+    def instance_outputs(self, src: str) -> list:
+        """The outputs of the foreach instances that the source file src makes."""
+        folder, name = src.rsplit("/", 1)
+        stem = name.rsplit(".", 1)[0]
+        out = []
+        for s in self.pipeline.steps:
+            if s.kind == "each" and name.endswith(".txt") and _each_matches(s.sources[0].pattern, folder):
+                out.append(f"out/{s.id}/{stem}.txt")
+        return out
 
     def write(self, rel: str, text: str, in_place: bool = False) -> None:
         p = self.root / rel
@@ -345,18 +504,27 @@ class World:
         out = [p for p in self.sources() if p not in keep]
         if self.mode == CORE:  # group b feeds directory outputs: item 1
             out = [p for p in out if not p.startswith(GROUPS["b"][0] + "/")]
-        return out
+        # Deleting a source drops its foreach instances: not while one's output is hand-made.
+        return [p for p in out if not any(self.hand_made(o) for o in self.instance_outputs(p))]
 
     def outputs(self) -> list:
-        """Output files on disk now, with the step and declared output they belong to."""
+        """Output files on disk now, with the step they belong to."""
         out = []
         for s in self.pipeline.steps:
-            full = self.root / s.output.rstrip("/")
+            rel = f"out/{s.id}-{self.param('lang')}.txt" if s.kind == "poutput" else s.output.rstrip("/")
+            full = self.root / rel
             if full.is_dir():
                 out += [(s, str(p.relative_to(self.root))) for p in sorted(full.rglob("*")) if p.is_file()]
             elif full.is_file():
-                out.append((s, s.output))
+                out.append((s, rel))
         return out
+
+
+def _each_matches(glob: str, folder: str) -> bool:
+    """A .txt file in folder matches a foreach glob of EACH_GLOBS."""
+    if glob == "src/**/*.txt":
+        return folder == "src" or folder.startswith("src/")
+    return folder == glob.rsplit("/", 1)[0]
 
 
 def edit_source(rng, w: World) -> str:
@@ -474,8 +642,13 @@ def read_only_output(rng, w: World) -> str:
 
 
 def set_param(rng, w: World) -> str:
-    name = rng.choice(sorted(PARAM_VALUES))
-    value = rng.choice(PARAM_VALUES[name])
+    """A param's value: with -p, or in the file that holds it (amelia.yaml or params.yaml).
+    -p never sets cfg.a.b: a step reads it from the file itself (a located error)."""
+    names = sorted(PARAM_VALUES) + (["cfg.c", "other"] if w.pipeline.params_file else [])
+    name = rng.choice(names)
+    if name == "lang" and any(s.kind == "poutput" for s in w.pipeline.steps if s.id in w.held()):
+        return edit_source(rng, w)  # the old path would stay: it holds bytes written by hand
+    value = rng.choice(PARAM_VALUES.get(name) or FILE_VALUES[name.split(".")[-1]])
     where = rng.random()
     if where < 0.4:
         w.cli_params[name] = value
@@ -483,9 +656,53 @@ def set_param(rng, w: World) -> str:
     if where < 0.55 and name in w.cli_params:
         del w.cli_params[name]
         return f"stop passing -p {name}"
-    w.pipeline = replace(w.pipeline, params={**w.pipeline.params, name: value})
+    if name == "cfg.c":
+        w.pfile["cfg"]["c"] = value
+    elif name == "other" or name in w.pipeline.file_keys:
+        w.pfile[name] = value
+    else:
+        w.pipeline = replace(w.pipeline, params={**w.pipeline.params, name: value})
+        w.write_pipeline()
+        return f"param {name} default: {value!r} in amelia.yaml"
+    w.write_params_file(in_place=rng.random() < 0.5)
+    return f"{name}: {value!r} in {PARAMS_FILE}"
+
+
+def edit_params_file(rng, w: World) -> str:
+    """Change params.yaml: the key "pfile" steps list (cfg.a.b), a key only templated
+    or read by no step, a comment, or the order of keys (nothing reads the bytes)."""
+    if not w.pipeline.params_file:
+        return set_param(rng, w)
+    r = rng.random()
+    if r < 0.35:
+        value = rng.choice(FILE_VALUES["b"])
+        w.pfile["cfg"]["a"]["b"] = value
+        what = f"cfg.a.b: {value!r}"
+    elif r < 0.55:
+        return set_param(rng, w)
+    elif r < 0.8:
+        w.comments = (w.comments + 1) % 3
+        what = f"{w.comments} comment lines on top"
+    else:
+        w.pfile = dict(reversed(w.pfile.items()))
+        w.pfile["cfg"] = dict(reversed(w.pfile["cfg"].items()))
+        what = f"keys reordered: {list(w.pfile)}"
+    in_place = rng.random() < 0.5
+    w.write_params_file(in_place)
+    return f"{PARAMS_FILE}: {what}" + (" in place" if in_place else "")
+
+
+def remove_step(rng, w: World) -> str:
+    """Drop a step no other step reads or needs: its outputs are orphans."""
+    used = {x for s in w.pipeline.steps for x in (*s.needs, s.ref, *(src.producer for src in s.sources))}
+    held = w.held()
+    choices = [s for s in w.pipeline.steps if s.id not in used and s.id not in held]
+    if len(w.pipeline.steps) <= 2 or not choices:
+        return change_command(rng, w)
+    step = rng.choice(choices)
+    w.pipeline = replace(w.pipeline, steps=tuple(s for s in w.pipeline.steps if s.id != step.id))
     w.write_pipeline()
-    return f"param {name} default: {value!r} in the file"
+    return f"remove step {step.id}"
 
 
 def change_command(rng, w: World) -> str:
@@ -523,11 +740,13 @@ def edit_output(rng, w: World) -> str:
     if not outs:
         return touch_source(rng, w)
     step, rel = rng.choice(outs)
-    if step.output.endswith("/") and w.mode == HARDENING and rng.random() < 0.3:
+    if step.is_dir and w.mode == HARDENING and rng.random() < 0.3:
         rel = step.output + "stray.txt"  # kept if the step runs before it is restored: item 1
         (w.root / rel).write_text("stray\n")
+        w.hand[rel] = b"stray\n"
         return f"add a stray file {rel} to a directory output"
     (w.root / rel).write_text("edited by hand\n")
+    w.hand[rel] = b"edited by hand\n"
     return f"edit output {rel} by hand"
 
 
@@ -551,7 +770,8 @@ def corrupt_object(rng, w: World) -> str:
 EDITS = {  # (edit, weight)
     CORE: ((edit_source, 4), (touch_source, 2), (rewrite_same, 1), (revert_source, 2), (add_source, 2),
            (delete_source, 2), (rename_source, 1), (set_param, 2), (change_command, 2),
-           (delete_output, 2), (edit_output, 2), (link_source, 1), (interrupted_run, 1)),
+           (delete_output, 2), (edit_output, 2), (link_source, 1), (interrupted_run, 1),
+           (edit_params_file, 2), (remove_step, 1)),
 }
 # A read-only output is in the way of a step that writes it, unless the step's outputs
 # are removed first (item 1).
@@ -599,6 +819,9 @@ def check_case(base: Path, mode: str, seed: int, edits: int):
     w = World(root, generate(rng, mode), mode)
     for rel, text in initial_sources(rng).items():
         w.write(rel, text)
+    if w.pipeline.params_file:
+        w.pfile = initial_params_file(rng, w.pipeline)
+        w.write_params_file()
     w.write_pipeline()
     history: list = []
     first = result_of(amelia(root, "run", "--json"))
@@ -640,7 +863,7 @@ def check_case(base: Path, mode: str, seed: int, edits: int):
                                       f"clean {clean.statuses}")
             return
         # A step skipped after a failure keeps what an earlier run left: not compared.
-        skipped = tuple(w.pipeline.step(s).output.rstrip("/") for s, st in inc.statuses.items()
+        skipped = tuple(w.pipeline.step(s.split("[")[0]) for s, st in inc.statuses.items()
                         if st == "skipped")
         diff = differences(_without(files_of(root), skipped), _without(clean_files, skipped))
         if diff:
@@ -661,8 +884,8 @@ def check_case(base: Path, mode: str, seed: int, edits: int):
                                         f"--check said:\n{said}")
 
 
-def _without(files: dict, outputs: tuple) -> dict:
-    return {p: b for p, b in files.items() if not any(p == o or p.startswith(o + "/") for o in outputs)}
+def _without(files: dict, steps: tuple) -> dict:
+    return {p: b for p, b in files.items() if not any(s.owns(p) for s in steps)}
 
 
 def differences(inc: dict, clean: dict) -> list:
@@ -704,6 +927,8 @@ def report(mode: str, seed: int, w: World, history: list, problem: str, inc=None
              f"mode {mode}, seed {seed}; -p values now: {' '.join(param_args(w.cli_params)) or 'none'}",
              "edits (a run after each):", *[f"  {i + 1}. {h}" for i, h in enumerate(history)],
              "amelia.yaml:", w.pipeline.render()]
+    if w.pipeline.params_file:
+        parts += [f"{PARAMS_FILE}:", render_params_file(w.pfile, w.comments)]
     if inc is not None:
         parts += [f"incremental run: exit {inc.code}", _events(inc), inc.stderr.strip()]
     if clean is not None:

@@ -139,6 +139,7 @@ def test_ctrl_c_on_the_rerun_after_an_interrupt_continues(project):
         "sleep 31", "sleep 0"))
     proc = _start(project, "run", "--jobs", "2")
     _wait_for(project, "one.child", "two.txt")
+    time.sleep(1.0)  # two.txt is written just before step two ends: let it end (one runs 30 s)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
     assert proc.returncode == 130

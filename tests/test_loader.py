@@ -333,3 +333,11 @@ def test_aliases_are_measured_whenever_an_anchor_may_be_there():
         f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdef", "bcdefg"))
     e = error_of("cmd: x && y\n" + bomb)
     assert "through YAML aliases" in e.message
+
+
+def test_the_api_reads_no_more_of_a_pipeline_file_than_the_loader_takes():
+    """api keeps its own copy of the limit (the no-op path imports no loader): if they
+    drifted, a larger file would be cut short and parsed."""
+    from amelia import api
+
+    assert api.MAX_PIPELINE_BYTES == loader.MAX_FILE_BYTES

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import replace
 
 from .. import events as ev
 from ..reasons import word
@@ -87,7 +86,7 @@ class RecordReporter:
     def _row(self, e, status: str, reason: str = "", **fields) -> None:
         """The step's row, made on its first event and updated by the later ones."""
         row = self.rows.get(e.step) or StepRow(e.run_id, e.step, status, reason, None, e.time, 0.0)
-        self.rows[e.step] = replace(row, status=status, **({"reason": reason} if reason else {}), **fields)
+        self.rows[e.step] = row._replace(status=status, **({"reason": reason} if reason else {}), **fields)
 
     def __call__(self, e: ev.Event) -> None:
         e = e.redacted()  # state.db never holds a secret

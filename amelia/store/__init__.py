@@ -21,7 +21,6 @@ import os
 from .history import EventRow, StepRow, UsageRow
 from .lock import ProjectLock
 from .objects import ObjectStore
-from .problems import os_problem
 from .records import Record, RecordHead
 from .state import StateDB
 
@@ -41,6 +40,8 @@ class Store:
                 with open(os.path.join(self.dir, ".gitignore"), "w") as f:
                     f.write("# amelia's store: cache, run history, logs\n*\n")
             except OSError as e:
+                from .problems import os_problem
+
                 raise os_problem(e.filename or self.dir, e) from e
         self.objects = ObjectStore(os.path.join(self.dir, "objects"))
         self.state = StateDB(os.path.join(self.dir, "state.db"))
@@ -60,6 +61,8 @@ class Store:
         try:
             os.makedirs(d, exist_ok=True)
         except OSError as e:
+            from .problems import os_problem
+
             raise os_problem(d, e) from e
         return d
 

@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from ..errors import StoreProblem
 from .history import History
 from .memo import FileStateMemo, PipelineMemo
-from .problems import sqlite_problem
 from .records import Record, Records
 
 # 2: usage table; 3: index run_steps(step, started) for latest_detail; 4: input sets
@@ -93,6 +92,8 @@ class StateDB:
         try:
             self.conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
+            from .problems import sqlite_problem  # the error path only: not on the no-op path
+
             raise sqlite_problem(path, e) from e
         try:
             with self.reading():
@@ -138,6 +139,8 @@ class StateDB:
             pass
 
     def problem(self, e: sqlite3.Error) -> StoreProblem:
+        from .problems import sqlite_problem
+
         return sqlite_problem(self.path, e)
 
     @contextmanager
