@@ -118,13 +118,13 @@ def _left_to_run(root: str, step) -> str:
 
 def _missing_outputs(root: str, step) -> str:
     """Why the step's outputs cannot be adopted as they are on disk, or ''."""
-    from .confine import Escape, check_dir, check_parent
+    from .confine import Escape, check_dir, check_output
 
     for o in step.outputs:
         full = os.path.join(root, o.rstrip("/"))
         try:
-            check_parent(root, full)
-            if o.endswith("/") or os.path.islink(full):
+            check_output(root, o)
+            if os.path.islink(full):
                 check_dir(root, full)
         except Escape as e:
             return str(e)

@@ -53,3 +53,12 @@ def check_dir(root: str, full: str) -> None:
     real = os.path.realpath(full)
     if not _inside(real, os.path.realpath(root)):
         raise _culprit(root, os.path.relpath(full, root))
+
+
+def check_output(root: str, output: str) -> None:
+    """A declared output (a directory ends with '/') is reached inside the project: its
+    parent, and a directory output itself, links resolved."""
+    full = os.path.join(root, output.rstrip("/"))
+    check_parent(root, full)
+    if output.endswith("/"):
+        check_dir(root, full)

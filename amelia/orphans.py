@@ -58,7 +58,7 @@ def remove_orphans(pipeline, store) -> list:
 
 
 def _remove(pipeline, store, states, declared: dict) -> list:
-    from .confine import Escape, check_dir, check_parent
+    from .confine import Escape, check_output
 
     current = {o.rstrip("/") for s in pipeline.steps for o in s.outputs}
     removed = []
@@ -75,9 +75,7 @@ def _remove(pipeline, store, states, declared: dict) -> list:
             rel = o.rstrip("/")
             full = os.path.join(pipeline.root, rel)
             try:
-                check_parent(pipeline.root, full)
-                if o.endswith("/"):
-                    check_dir(pipeline.root, full)
+                check_output(pipeline.root, o)
             except Escape:
                 continue  # never through a link out of the project
             if os.path.islink(full) or states.output_hash(rel) not in written.get(o, ()):

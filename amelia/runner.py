@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import events as ev
-from .confine import Escape, check_dir, check_parent
+from .confine import Escape, check_dir, check_output, check_parent
 from .errors import AmeliaError
 from .processes import CancelToken, ProcessGroups, StepCancelled
 from .steps import KINDS, StepError, implementation
@@ -309,9 +309,7 @@ def collect_outputs(ctx: RunContext, states, step) -> dict:
         rel = o.rstrip("/")
         full = os.path.join(ctx.root, rel)
         try:
-            check_parent(ctx.root, full)
-            if o.endswith("/"):
-                check_dir(ctx.root, full)
+            check_output(ctx.root, o)
         except Escape as e:
             raise StepError(f"output {o}: {e}", hint=e.hint) from None
         if o.endswith("/"):

@@ -107,6 +107,19 @@ class CorruptObject(Exception):
         self.digest = digest
 
 
+def _copy_hashing(inp, out) -> str:
+    """Copy one open file to another, flushed; the sha256 of what was copied."""
+    h = hashlib.sha256()
+    while True:
+        block = inp.read(CHUNK)
+        if not block:
+            break
+        h.update(block)
+        out.write(block)
+    out.flush()
+    return h.hexdigest()
+
+
 def atomic_copy(src: str, dst: str, expect: str | None = None, mode: int = FILE_MODE) -> None:
     """Copy src to dst through a temp file in dst's directory: dst is old or new, never half.
 
@@ -116,16 +129,8 @@ def atomic_copy(src: str, dst: str, expect: str | None = None, mode: int = FILE_
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".amelia-tmp-")
     try:
-        h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            while True:
-                block = inp.read(CHUNK)
-                if not block:
-                    break
-                h.update(block)
-                out.write(block)
-            out.flush()
-            if expect is not None and h.hexdigest() != expect:
+            if _copy_hashing(inp, out) != expect and expect is not None:
                 raise CorruptObject(expect)
             os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
@@ -170,19 +175,11 @@ class ObjectStore:
         tmp_dir = os.path.join(self.dir, "tmp")
         os.makedirs(tmp_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=tmp_dir)
-        h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-                while True:
-                    block = inp.read(CHUNK)
-                    if not block:
-                        break
-                    h.update(block)
-                    out.write(block)
-                out.flush()
+                actual = _copy_hashing(inp, out)
                 if durable:
                     os.fsync(out.fileno())
-            actual = h.hexdigest()
             final = self.path(actual)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             if os.path.exists(final):
