@@ -214,7 +214,7 @@ def step_ids(pipeline: Pipeline, names) -> tuple:
             out.append(name)
             continue
         group = [sid for sid in by_id if sid.startswith(name + "[")]
-        if not group:
+        if not group and name not in pipeline.groups:  # a foreach step may have no instances
             from .errors import did_you_mean
 
             names_ = list(dict.fromkeys(sid.split("[", 1)[0] for sid in by_id)) + list(by_id)
@@ -269,20 +269,29 @@ def run(opts: RunOptions, out=None) -> dict:
 
 def _show_plan(pipeline, store, opts, out) -> dict:
     """`plan`, `run --dry-run`, `run --check`: say what would run and why; run nothing."""
+    from .orphans import remove_orphans
+
+    orphans = remove_orphans(pipeline, store, dry_run=True)
     plan, states, _ = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
     decisions = list(plan.decisions)
     store.memo.save(states.updates)
     from .render import plan_json, plan_text
 
-    out.write(plan_json(pipeline, decisions) if opts.json else plan_text(pipeline, decisions))
+    if not opts.json:
+        out.write("".join(f"remove  {p}  no step writes it now\n" for p in orphans))
+    out.write(plan_json(pipeline, decisions, orphans) if opts.json else plan_text(pipeline, decisions, orphans))
     out.flush()
     if plan.errors():
         _raise_plan_errors(pipeline, plan.errors())
-    stale = plan.stale()
-    if opts.check and stale:
-        names = ", ".join(d.step for d in stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
-        raise StaleOutputs(f"{len(stale)} step{'s are' if len(stale) != 1 else ' is'} not up to date: {names}",
-                           hint="run `amelia run` and commit the outputs")
+    stale = [d.step for d in plan.stale()]
+    if opts.check and (stale or orphans):
+        names = ", ".join(stale[:5]) + (f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+        what = (f"{len(stale)} step{'s are' if len(stale) != 1 else ' is'} not up to date: {names}"
+                if stale else "")
+        if orphans:
+            what += ("; " if what else "") + (f"{len(orphans)} output{'s' if len(orphans) != 1 else ''} "
+                                              f"no step writes would be removed")
+        raise StaleOutputs(what, hint="run `amelia run` and commit the outputs")
     return {"status": "ok", "plan": decisions}
 
 

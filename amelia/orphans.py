@@ -29,9 +29,10 @@ def _resolution_id(pipeline) -> str:
     return h.hexdigest()
 
 
-def remove_orphans(pipeline, store) -> list:
+def remove_orphans(pipeline, store, dry_run: bool = False) -> list:
     """The paths removed (relative to the root); records which outputs this resolution
-    declares, for the next run to compare with."""
+    declares, for the next run to compare with. dry_run: the paths that would be removed;
+    nothing is touched (plan, --check)."""
     import json
 
     marker = _marker(store, pipeline)
@@ -48,7 +49,9 @@ def remove_orphans(pipeline, store) -> list:
         from .fingerprint import FileStates
 
         states = FileStates(pipeline.root, store.memo.load())
-        removed = _remove(pipeline, store, states, declared)
+        removed = _remove(pipeline, store, states, declared, dry_run)
+    if dry_run:
+        return removed
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     tmp = marker + ".tmp"
     with open(tmp, "w") as f:
@@ -57,7 +60,7 @@ def remove_orphans(pipeline, store) -> list:
     return removed
 
 
-def _remove(pipeline, store, states, declared: dict) -> list:
+def _remove(pipeline, store, states, declared: dict, dry_run: bool) -> list:
     from .confine import Escape, check_output
 
     current = {o.rstrip("/") for s in pipeline.steps for o in s.outputs}
@@ -80,7 +83,9 @@ def _remove(pipeline, store, states, declared: dict) -> list:
                 continue  # never through a link out of the project
             if os.path.islink(full) or states.output_hash(rel) not in written.get(o, ()):
                 continue  # not what amelia wrote: someone's file now
-            if o.endswith("/"):
+            if dry_run:
+                pass
+            elif o.endswith("/"):
                 import shutil
 
                 shutil.rmtree(full)

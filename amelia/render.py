@@ -29,7 +29,7 @@ def _word(reasons) -> str:
     return word(reasons)
 
 
-def plan_text(pipeline, decisions) -> str:
+def plan_text(pipeline, decisions, orphans=()) -> str:
     if not decisions:
         return "nothing selected\n"
     width = max(len(d.step) for d in decisions)
@@ -45,17 +45,19 @@ def plan_text(pipeline, decisions) -> str:
     stale = counts.get("run", 0) + counts.get("blocked", 0)
     verdict = ", ".join(([f"{stale} to run"] if stale else []) +
                         ([f"{counts['restore']} to restore"] if counts.get("restore") else []) +
-                        ([f"{counts['error']} cannot run"] if counts.get("error") else [])) or "up to date"
+                        ([f"{counts['error']} cannot run"] if counts.get("error") else []) +
+                        ([f"{len(orphans)} to remove"] if orphans else [])) or "up to date"
     lines.append(f"amelia: plan for {escape_line(pipeline.name)}: {verdict} ({summary})")
     return "\n".join(lines) + "\n"
 
 
-def plan_json(pipeline, decisions) -> str:
+def plan_json(pipeline, decisions, orphans=()) -> str:
     doc = {
         "pipeline": pipeline.name,
         "file": pipeline.file,
         "steps": [{"step": d.step, "action": d.action, "reasons": [r.to_dict() for r in d.reasons],
                    "key": d.key or None, "restore": list(d.restore)} for d in decisions],
+        "remove": list(orphans),  # outputs no step writes any more, that a run removes
     }
     return json.dumps(doc, indent=2) + "\n"
 

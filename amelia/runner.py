@@ -232,7 +232,23 @@ def remove_outputs(root: str, step, dry_run: bool = False, keep_dirs: bool = Fal
 
 
 def execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Outcome:
-    """Run the step's kind, store its outputs, then its record. Never raises."""
+    """Run the step's kind, store its outputs, then its record. Never raises.
+
+    A step that fails or is stopped leaves none of its outputs (Make's .DELETE_ON_ERROR):
+    a half-written file must not pass for a result, nor be read by a glob, nor outlive
+    its declaration unnoticed; what the step printed is in its log."""
+    outcome = _execute(ctx, states, step, decision, cancel)
+    if outcome.status != "ran":
+        for o in step.outputs:
+            states.forget(o.rstrip("/"))
+        try:
+            remove_outputs(ctx.root, step)
+        except (OutputInTheWay, OSError):
+            pass  # what is in the way was said, or the step failed for it
+    return outcome
+
+
+def _execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Outcome:
     started = time.monotonic()
     try:
         clear_outputs(ctx, states, step)

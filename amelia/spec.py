@@ -20,8 +20,8 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # 5: validate refuses more (issue 10): an output holding its step's own input, outputs that
 # clash through a symlink, bad glob ranges, .nan/.inf, a step reading its own output, a
 # command too long to exec; a file resolved before must be checked again.
-# 6: Step.always; RunConfig.shell and depfile.)
-SPEC_FORMAT_VERSION = 6
+# 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups.)
+SPEC_FORMAT_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,7 @@ class Pipeline:
     env_names: tuple
     steps: tuple  # Step, in a topological order (file order where free)
     sources: tuple = ()  # (path, sha256) of the files this was resolved from
+    groups: tuple = ()  # the foreach steps' names (`--force compile`), with or without instances
 
     def step(self, step_id: str) -> Step:
         return self.by_id()[step_id]
@@ -122,5 +123,6 @@ class Pipeline:
             steps.append(Step(**s))
         d["env_names"] = tuple(d["env_names"])
         d["sources"] = tuple(tuple(x) for x in d["sources"])
+        d["groups"] = tuple(d.get("groups") or ())
         return Pipeline(steps=tuple(steps), **d)
 

@@ -1,10 +1,14 @@
 """Seeded random pipelines and edits for the incremental-build property test.
 
-A generated project holds sources under src/ and one amelia.yaml whose `run:` steps
-write under out/: every output is a deterministic function of the step's declared
-inputs, params and command, so a clean run from scratch defines what an incremental
-run must leave. Everything is drawn from one random.Random, so a seed replays a case
-(all but the moment a signal lands in a run stopped part way).
+A generated project holds sources under src/, one amelia.yaml whose `run:` steps
+write under out/, and in some cases a params.yaml read through `params_files:`: every
+output is a deterministic function of the step's declared inputs, params (listed or
+templated) and command, so a clean run from scratch defines what an incremental run
+must leave. Output paths that follow a param, foreach instances over files that come
+and go, and steps that are removed leave orphans, which amelia must remove; one that
+holds bytes written by hand is kept (documented), so no edit orphans such a file
+before a run has put the output back. Everything is drawn from one random.Random, so a
+seed replays a case (all but the moment a signal lands in a run stopped part way).
 
 Two modes. "core" draws nothing that issue 10's items 1 and 4 are about, and its test
 does not hold `run --check` to item 5 (exit 3 when a restore is due). "hardening" adds
@@ -77,6 +81,7 @@ class Step:
     nested: bool = False  # permap: one folder per input file instead of one file
     always: bool = False  # `always: true`: runs on every run
     reader: int = 0  # pfile: which of FILE_READERS
+    fragile: bool = False  # poutput, each: fails, its output written, when an input holds "zeta"
 
     @property
     def output(self) -> str:
@@ -128,11 +133,12 @@ class Step:
                           f"{t} < \"$f\" > \"out/{self.id}/${{f##*/}}\"; fi; done")
         if self.kind == "poutput":  # the output path follows a param: a change orphans the old file
             return cmd + (f"{{ printf '%s\\n' \"${{{{ params.lang }}}}\"; cat /dev/null {words}; }} "
-                          f"| {t} > \"out/{self.id}-${{{{ params.lang }}}}.txt\"")
+                          f"| {t} > \"out/{self.id}-${{{{ params.lang }}}}.txt\"" + self._fail(words))
         if self.kind == "each":  # one instance per file: a deleted file orphans its output
             return cmd + (f"mkdir -p out/{self.id}; {{ printf '%s %s\\n' \"${{{{ item.name }}}}\" "
                           f"\"${{{{ item.dir }}}}\"; cat \"${{{{ item.path }}}}\"; }} | {t} "
-                          f"> \"out/{self.id}/${{{{ item.stem }}}}.txt\"")
+                          f"> \"out/{self.id}/${{{{ item.stem }}}}.txt\""
+                          + self._fail('"${{ item.path }}"'))
         if self.kind == "pfile":  # lists cfg.a.b under params: and reads it from the file itself
             return cmd + (f"{{ {FILE_READERS[self.reader]}; cat /dev/null {words}; }} "
                           f"| {t} > out/{self.id}.txt")
@@ -140,6 +146,11 @@ class Step:
             return cmd + (f"{{ printf '%s\\n' \"${{{{ params.cfg.c }}}}\"; cat /dev/null {words}; }} "
                           f"| {t} > out/{self.id}.txt")
         raise ValueError(self.kind)
+
+    def _fail(self, words: str) -> str:
+        """A failure after the output is written: what a failed run leaves behind must
+        not outlive the declaration of that output (a clean run never wrote it)."""
+        return f"; if grep -qx zeta /dev/null {words}; then exit 1; fi" if self.fragile else ""
 
     def declared(self) -> str:
         """The output as the pipeline file declares it."""
@@ -249,7 +260,8 @@ def generate(rng: random.Random, mode: str) -> Pipeline:
         files = [s for s in steps if not s.output.endswith("/")]
         if kind == "ref" and not files:
             kind = "concat"
-        step = Step(sid, kind, transform=rng.randrange(len(TRANSFORMS)), always=rng.random() < 0.1)
+        step = Step(sid, kind, transform=rng.randrange(len(TRANSFORMS)), always=rng.random() < 0.1,
+                    fragile=kind in ("poutput", "each") and rng.random() < 0.4)
         if kind in ("permap", "filter"):
             # One flat source, so the files it writes have distinct names.
             flat_dirs = [s for s in steps if s.output.endswith("/") and not s.nested
@@ -646,6 +658,8 @@ def set_param(rng, w: World) -> str:
     -p never sets cfg.a.b: a step reads it from the file itself (a located error)."""
     names = sorted(PARAM_VALUES) + (["cfg.c", "other"] if w.pipeline.params_file else [])
     name = rng.choice(names)
+    if any(s.kind == "poutput" for s in w.pipeline.steps) and rng.random() < 0.3:
+        name = "lang"  # moves an output: the old file is an orphan
     if name == "lang" and any(s.kind == "poutput" for s in w.pipeline.steps if s.id in w.held()):
         return edit_source(rng, w)  # the old path would stay: it holds bytes written by hand
     value = rng.choice(PARAM_VALUES.get(name) or FILE_VALUES[name.split(".")[-1]])

@@ -6,6 +6,7 @@ End to end through the CLI, each case as the hardening issue found it on main.
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 CONDITIONAL = """\
@@ -243,3 +244,36 @@ steps:
     assert "remove" not in r.stdout.replace("restore", "")
     assert project.read("out-fr.txt") == "kept: a person wrote this"
     assert project.read("out-en.txt") == "en\n"
+
+
+def test_check_and_plan_say_an_output_no_step_writes_would_be_removed(project):
+    project.pipeline("""\
+amelia: 1
+params:
+  lang: {default: en}
+steps:
+  doc:
+    run: echo ${{ params.lang }} > out-${{ params.lang }}.txt
+    output: out-${{ params.lang }}.txt
+""")
+    project.run("run", check=0)
+    project.run("run", "--check", check=0)
+    r = project.run("run", "--check", "-p", "lang=fr", check=3)
+    assert "remove  out-en.txt  no step writes it now" in r.stdout
+    assert "1 to run, 1 to remove" in r.stdout
+    assert project.exists("out-en.txt")  # a check touches nothing
+    plan = json.loads(project.run("plan", "--json", "-p", "lang=fr", check=0).stdout)
+    assert plan["remove"] == ["out-en.txt"]
+
+
+def test_a_failed_step_leaves_none_of_its_outputs(project):
+    project.pipeline("""\
+amelia: 1
+steps:
+  half:
+    run: echo partial > out.txt && mkdir -p d && echo x > d/x && exit 3
+    outputs: [out.txt, d/]
+""")
+    r = project.run("run", check=1)
+    assert "exited with code 3" in r.stdout
+    assert not project.exists("out.txt") and not project.exists("d")

@@ -1,9 +1,14 @@
 """The definition of a correct incremental build, as a property.
 
 Random pipelines of `run:` steps (file, glob and directory outputs, params, references
-to another step's output) under random edit sequences (edit, touch, add, delete, rename,
-revert or symlink a source; change a param, on the command line or in the file; change
-a command; delete, hand-edit or chmod an output; a run stopped part way by a signal).
+to another step's output, an output path that uses a param, `foreach` over a glob of
+sources and a step gathering what it wrote, `params_files:` with a step that lists a
+key under `params:` and reads the file itself, `always: true`, steps that fail after
+writing) under random edit sequences (edit, touch, add, delete, rename, revert or
+symlink a source; change a param, on the command line, in amelia.yaml or in
+params.yaml; a comment or a reordering in params.yaml; change a command; remove a
+step; delete, hand-edit or chmod an output; a run stopped part way by a signal), so
+outputs that no step declares any more (orphans) must be removed.
 After every edit, `amelia run` (with a random -j, now and then --force) must leave
 exactly the files, byte for byte, that a clean run of a fresh copy of the sources
 leaves, with the same exit code and the same outcome for each step; and `run --check`

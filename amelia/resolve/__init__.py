@@ -146,6 +146,7 @@ class _Resolution:
             params=top.params,
             env_names=top.env_names,
             steps=built,
+            groups=tuple(groups),
             sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
