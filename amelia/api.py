@@ -8,6 +8,7 @@ the branch that needs them: an unchanged pipeline with nothing stale imports non
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -249,8 +250,8 @@ def run(opts: RunOptions, out=None) -> dict:
         from .orphans import remove_orphans
 
         for path in remove_orphans(pipeline, store):
-            if not opts.json:
-                out.write(f"remove  {path}  no step writes it now\n")
+            out.write(json.dumps({"type": "output_removed", "path": path, "reason": "no step writes it now"}) + "\n"
+                      if opts.json else f"remove  {path}  no step writes it now\n")
         if opts.adopt:
             from .adopt import adopt
 

@@ -360,6 +360,7 @@ class Result:
     statuses: dict  # step → ok | failed | skipped
     ran: tuple = ()  # steps that ran (and succeeded or failed)
     restored: tuple = ()  # outputs put back from the store
+    removed: tuple = ()  # outputs no step writes any more, removed before the run
 
 
 RESTORED = ("output_missing", "output_edited")  # reasons of a cached step whose outputs were put back
@@ -373,7 +374,7 @@ def amelia(root: Path, *args: str) -> subprocess.Popen:
 def result_of(proc: subprocess.Popen) -> Result:
     """Wait for `amelia run --json` and read its events."""
     out, err = proc.communicate(timeout=120)
-    statuses, ran, restored = {}, [], []
+    statuses, ran, restored, removed = {}, [], [], []
     for line in out.splitlines():
         try:
             e = json.loads(line)
@@ -391,7 +392,9 @@ def result_of(proc: subprocess.Popen) -> Result:
             ran.append(step)
         elif kind == "step_skipped":
             statuses[step] = "skipped"
-    return Result(proc.returncode, out, err, statuses, tuple(ran), tuple(restored))
+        elif kind == "output_removed":
+            removed.append(e["path"])
+    return Result(proc.returncode, out, err, statuses, tuple(ran), tuple(restored), tuple(removed))
 
 
 def param_args(cli_params: dict) -> list:
@@ -890,10 +893,11 @@ def check_case(base: Path, mode: str, seed: int, edits: int):
         if inc.ran and check.code != 3:
             yield problem("check-run", f"run --check exited {check.code}, then the run ran "
                                        f"{sorted(inc.ran)}; --check said:\n{said}")
-        elif not inc.ran and inc.restored and check.code != 3:
+        elif not inc.ran and (inc.restored or inc.removed) and check.code != 3:
             yield problem("check-restore", f"run --check exited {check.code}, then the run restored "
-                                           f"{list(inc.restored)}; --check said:\n{said}")
-        elif not inc.ran and not inc.restored and check.code != 0:
+                                           f"{list(inc.restored)} and removed {list(inc.removed)}; "
+                                           f"--check said:\n{said}")
+        elif not inc.ran and not inc.restored and not inc.removed and check.code != 0:
             yield problem("check-idle", f"run --check exited {check.code}, then the run did nothing; "
                                         f"--check said:\n{said}")
 

@@ -131,6 +131,8 @@ def test_an_empty_glob_has_no_instances(project):
     r = project.run("run", check=0)
     assert "2 ran, 0 cached" in r.stdout and "compile" not in r.stdout
     assert ran(project) == ["link", "other"]
+    r = project.run("run", "--force", "compile", check=0)  # a foreach step, none of it now
+    assert "0 ran, 2 cached" in r.stdout
 
 
 LIST = """\
