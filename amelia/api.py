@@ -194,8 +194,9 @@ def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
     from . import planner
     from .fingerprint import FileStates, discovered_paths, fingerprint
 
-    force, only = step_ids(pipeline, force), step_ids(pipeline, only)
-    selected = planner.selection(pipeline, tuple(only)) if only else None
+    # --only names steps: a foreach step with no instances selects nothing, not everything
+    selected = planner.selection(pipeline, step_ids(pipeline, only)) if only else None
+    force = step_ids(pipeline, force)
     states = FileStates(pipeline.root, store.memo.load())
     previous = PreviousMaterial(store)
     fps = {s.id: fingerprint(s, states, pipeline, discovered_paths(s, previous)) for s in pipeline.steps

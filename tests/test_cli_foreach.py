@@ -133,6 +133,8 @@ def test_an_empty_glob_has_no_instances(project):
     assert ran(project) == ["link", "other"]
     r = project.run("run", "--force", "compile", check=0)  # a foreach step, none of it now
     assert "0 ran, 2 cached" in r.stdout
+    r = project.run("plan", "--only", "compile", check=0)
+    assert r.stdout == "nothing selected\n"
 
 
 LIST = """\
