@@ -225,8 +225,7 @@ def test_an_executable_output_comes_back_executable(project):
     assert "restore bin/ (edited)" in r.stdout
 
 
-def test_an_output_no_step_writes_any_more_is_removed_unless_someone_edited_it(project):
-    project.pipeline("""\
+PER_LANG = """\
 amelia: 1
 params:
   lang: {default: en}
@@ -234,7 +233,11 @@ steps:
   doc:
     run: echo ${{ params.lang }} > out-${{ params.lang }}.txt
     output: out-${{ params.lang }}.txt
-""")
+"""
+
+
+def test_an_output_no_step_writes_any_more_is_removed_unless_someone_edited_it(project):
+    project.pipeline(PER_LANG)
     project.run("run", check=0)
     r = project.run("run", "-p", "lang=fr", check=0)
     assert "remove  out-en.txt  no step writes it now" in r.stdout
@@ -247,15 +250,7 @@ steps:
 
 
 def test_check_and_plan_say_an_output_no_step_writes_would_be_removed(project):
-    project.pipeline("""\
-amelia: 1
-params:
-  lang: {default: en}
-steps:
-  doc:
-    run: echo ${{ params.lang }} > out-${{ params.lang }}.txt
-    output: out-${{ params.lang }}.txt
-""")
+    project.pipeline(PER_LANG)
     project.run("run", check=0)
     project.run("run", "--check", check=0)
     r = project.run("run", "--check", "-p", "lang=fr", check=3)
