@@ -20,7 +20,7 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
     from .fingerprint import discovered_paths, fingerprint
     from .planner import CACHED, ERROR
     from .render import summary_line
-    from .runner import _with_discovered
+    from .runner import with_discovered
     from .steps import StepError
     from .steps.run import read_depfile
     from .store import Record, StepRow
@@ -85,7 +85,7 @@ def adopt(pipeline, store, opts, out, make_plan) -> dict:
         key, material = d.key, d.material
         if step.depfile and os.path.exists(os.path.join(pipeline.root, step.depfile)):
             try:
-                key, material = _with_discovered(states, material, read_depfile(step, pipeline.root))
+                key, material = with_discovered(states, material, read_depfile(step, pipeline.root))
             except StepError as e:
                 out.write(f"note    {step.id:<{width}}  depfile not adopted: {e.message}\n")
         store.records.save(Record(key, step.id, outputs, material, run_id, 0.0))

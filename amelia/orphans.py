@@ -62,6 +62,7 @@ def remove_orphans(pipeline, store, dry_run: bool = False) -> list:
 
 def _remove(pipeline, store, states, declared: dict, dry_run: bool) -> list:
     from .confine import Escape, check_output
+    from .runner import OutputInTheWay, remove_output
 
     current = {o.rstrip("/") for s in pipeline.steps for o in s.outputs}
     removed = []
@@ -83,15 +84,11 @@ def _remove(pipeline, store, states, declared: dict, dry_run: bool) -> list:
                 continue  # never through a link out of the project
             if os.path.islink(full) or states.output_hash(rel) not in written.get(o, ()):
                 continue  # not what amelia wrote: someone's file now
-            if dry_run:
-                pass
-            elif o.endswith("/"):
-                import shutil
-
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-            removed.append(o)
+            try:
+                if remove_output(pipeline.root, o, dry_run):
+                    removed.append(o)
+            except OutputInTheWay:
+                continue
     return removed
 
 

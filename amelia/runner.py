@@ -191,44 +191,45 @@ class OutputInTheWay(Exception):
 
 
 def remove_outputs(root: str, step, dry_run: bool = False, keep_dirs: bool = False) -> list:
-    """Remove the step's declared outputs, never following a link and never anything
-    outside the project; the paths removed (or that would be). keep_dirs: empty a
-    directory output, leave the directory. Raises OutputInTheWay."""
+    """Remove the step's declared outputs; the paths removed (or that would be)."""
+    return [o for o in step.outputs if remove_output(root, o, dry_run, keep_dirs)]
+
+
+def remove_output(root: str, output: str, dry_run: bool = False, keep_dirs: bool = False) -> bool:
+    """Remove one declared output (a directory ends with '/'), never following a link and
+    never anything outside the project; False when there is nothing to remove. keep_dirs:
+    empty a directory output, leave the directory. Raises OutputInTheWay."""
     import shutil
 
     from .store.objects import clear_directory
 
-    removed = []
-    for o in step.outputs:
-        rel = o.rstrip("/")
-        full = os.path.join(root, rel)
-        try:
-            check_parent(root, full)
-            if os.path.islink(full):
-                check_dir(root, full)  # a link out of the project is in the way: said
-                action = (os.unlink,)  # a link inside goes, never what it points at
-            elif o.endswith("/"):
-                if os.path.isdir(full):
-                    action = (clear_directory,) if keep_dirs else (shutil.rmtree,)
-                elif os.path.exists(full):
-                    raise NotADirectoryError(full)
-                else:
-                    continue
-            elif os.path.isdir(full):
-                raise IsADirectoryError(full)
-            elif os.path.lexists(full):
-                action = (os.unlink,)
+    full = os.path.join(root, output.rstrip("/"))
+    try:
+        check_parent(root, full)
+        if os.path.islink(full):
+            check_dir(root, full)  # a link out of the project is in the way: said
+            action = os.unlink  # a link inside goes, never what it points at
+        elif output.endswith("/"):
+            if os.path.isdir(full):
+                action = clear_directory if keep_dirs else shutil.rmtree
+            elif os.path.exists(full):
+                raise NotADirectoryError(full)
             else:
-                continue
-        except Escape as e:
-            raise OutputInTheWay(o, f"cannot remove output {o}: {e}", e.hint) from None
-        except OSError as e:
-            err = _output_in_the_way(o, e)
-            raise OutputInTheWay(o, err.message, err.hint) from None
-        if not dry_run:
-            action[0](full)
-        removed.append(o)
-    return removed
+                return False
+        elif os.path.isdir(full):
+            raise IsADirectoryError(full)
+        elif os.path.lexists(full):
+            action = os.unlink
+        else:
+            return False
+    except Escape as e:
+        raise OutputInTheWay(output, f"cannot remove output {output}: {e}", e.hint) from None
+    except OSError as e:
+        err = _output_in_the_way(output, e)
+        raise OutputInTheWay(output, err.message, err.hint) from None
+    if not dry_run:
+        action(full)
+    return True
 
 
 def execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Outcome:
@@ -273,12 +274,12 @@ def _execute(ctx: RunContext, states, step, decision, cancel: CancelToken) -> Ou
     duration = time.monotonic() - started
     key, material = decision.key, decision.material
     if step.depfile:  # the files it named now: the key the next decision will compute
-        key, material = _with_discovered(states, material, getattr(result, "discovered", ()))
+        key, material = with_discovered(states, material, getattr(result, "discovered", ()))
     ctx.commit.save(Record(key, step.id, outputs, material, ctx.run_id, duration))
     return Outcome("ran", duration, outputs, key=key)
 
 
-def _with_discovered(states, material: dict, discovered: tuple) -> tuple:
+def with_discovered(states, material: dict, discovered: tuple) -> tuple:
     """(key, material) with the depfile's files as they are after the run."""
     from .fingerprint import MISSING
     from .keys import cache_key

@@ -52,6 +52,18 @@ class Project:
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def link_outside(self, rel: str, outside: Path, files: dict | None = None) -> Path:
+        """Replace the project's `rel` (a directory, if there) by a symlink to `outside`, a
+        folder outside the project holding `files`: what a careless user or an attacker does."""
+        import shutil
+
+        outside.mkdir(parents=True, exist_ok=True)
+        for name, text in (files or {}).items():
+            (outside / name).write_text(text)
+        shutil.rmtree(self.root / rel, ignore_errors=True)
+        os.symlink(outside, self.root / rel)
+        return outside
+
     def pipeline(self, text: str, name: str = "amelia.yaml") -> Path:
         return self.write(name, text)
 

@@ -219,11 +219,7 @@ def test_clean_never_follows_a_link_out_of_the_project(project, tmp_path):
     project.pipeline(CHAIN)
     project.write("in.txt", "x")
     project.run("run", check=0)  # the resolution is cached now: not checked again
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep.txt").write_text("keep")
-    shutil.rmtree(project.root / "out")
-    os.symlink(outside, project.root / "out")
+    outside = project.link_outside("out", tmp_path / "outside", {"keep.txt": "keep"})
     r = project.run("clean", check=4)
     assert "out is a symlink to" in r.stderr
     assert os.listdir(outside) == ["keep.txt"]

@@ -85,12 +85,7 @@ def test_restore_never_writes_through_a_link_out_of_the_project(project, tmp_pat
     project.pipeline(CHAIN)
     project.write("in.txt", "data")
     project.run("run", check=0)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    import shutil
-
-    shutil.rmtree(project.root / "build")
-    os.symlink(outside, project.root / "build")
+    outside = project.link_outside("build", tmp_path / "outside")
     r = project.run("run", check=1)
     assert "Traceback" not in r.stderr + r.stdout
     assert f"build is a symlink to {outside}, outside the project" in r.stdout
@@ -101,13 +96,7 @@ def test_restore_of_a_directory_never_deletes_through_a_link(project, tmp_path):
     project.pipeline(DIRECTORY)
     project.write("src/a.txt", "a")
     project.run("run", check=0)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep.txt").write_text("a user's file")
-    import shutil
-
-    shutil.rmtree(project.root / "out")
-    os.symlink(outside, project.root / "out")
+    outside = project.link_outside("out", tmp_path / "outside", {"keep.txt": "a user's file"})
     r = project.run("run", check=1)
     assert "out is a symlink to" in r.stdout
     assert os.listdir(outside) == ["keep.txt"]
