@@ -35,6 +35,7 @@ class RunOptions:
     verbose: bool = False
     wait: bool = False
     adopt: bool = False  # record the outputs on disk as the current inputs' result; run nothing
+    refresh: bool = False  # fetch the pages of URL sources again (`amelia index --refresh`)
     argv: tuple = field(default_factory=tuple)
 
 
@@ -348,6 +349,7 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
     jobs = opts.jobs or os.cpu_count() or 1
     scheduler = Scheduler(pipeline, plan, store, states, bus, run_id, jobs,
                           frozenset(step_ids(pipeline, opts.force)), opts.force_all, previous)
+    scheduler.ctx.refresh = opts.refresh
     with stop_signals(scheduler.interrupt):
         result = scheduler.run()
     store.memo.save(states.updates)

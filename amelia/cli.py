@@ -315,12 +315,73 @@ def doctor(ctx, file, json_):
 
 
 @cli.command()
+@FILE_ARG
+@click.option("-s", "--source", "names", multiple=True, metavar="NAME",
+              help="Only this source (repeatable; default: all).")
+@click.option("--refresh", is_flag=True, help="Fetch the pages of URL sources again, and re-check every file.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Sources at once.")
+@click.option("--json", "json_", is_flag=True, help="JSON lines of events, then a summary.")
+@click.pass_context
+def index(ctx, file, names, refresh, jobs, json_):
+    """Bring RAG sources up to date in their index."""
+    from .rag import commands
+
+    def go():
+        commands.index(file, names, refresh, json_, jobs or 0, sys.argv[1:])
+        return 0
+
+    exit_now(_guard(go, json_, ctx.obj["debug"]))
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("text")
+@click.option("-f", "--file", default=None, help="Pipeline file.")
+@click.option("-k", "top_k", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="How many chunks.")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def query(ctx, source, text, file, top_k, json_):
+    """Search a RAG source: the chunks closest to TEXT."""
+    from .rag import commands
+
+    _guard(lambda: commands.query(file, source, text, top_k, json_), json_, ctx.obj["debug"])
+    exit_now(0)
+
+
+@cli.command()
 def schema():
     """Print the JSON Schema of amelia.yaml (for editors)."""
     from .schema import schema_path
 
     with open(schema_path(), encoding="utf-8") as f:
         click.echo(f.read(), nl=False)
+
+
+@cli.command()
+@FILE_ARG
+@click.option("-m", "--model", default=None, metavar="NAME",
+              help="A model of the pipeline's `models:` (default: the session's, else `default`).")
+@click.option("-s", "--source", default=None, metavar="NAME",
+              help="Ground answers in this source; they cite its excerpts as [n].")
+@click.option("--session", "session", default=None, metavar="ID",
+              help="Resume a saved session (an id or a unique prefix).")
+@click.option("--list", "list_", is_flag=True, help="List saved sessions, most recently used first.")
+@click.option("--json", "json_", is_flag=True, help="With --list: JSON.")
+@click.pass_context
+def chat(ctx, file, model, source, session, list_, json_):
+    """Chat with a model in the terminal, optionally grounded in a source.
+
+    In the chat: /sources, /model NAME, /help, /exit (or Ctrl-D)."""
+    from .chat import ChatOptions, main as chat_main
+
+    def go():
+        if json_ and not list_:
+            raise UsageError("--json goes with --list", hint="`amelia chat --list --json`")
+        return chat_main(ChatOptions(file, model, source, session, list_, json_))
+
+    code = _guard(go, json_, ctx.obj["debug"])
+    exit_now(code)
 
 
 def main(args=None):

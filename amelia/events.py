@@ -106,6 +106,31 @@ class StepProgress(Event):
 
 
 @dataclass(frozen=True)
+class StepWarning(Event):
+    """Something the user should read that did not fail the step (a document skipped)."""
+
+    step: str
+    message: str
+    OUTSIDE: ClassVar[tuple] = ("message",)
+
+
+@dataclass(frozen=True)
+class SourceIndexed(Event):
+    """A RAG source brought up to date (an index step that ran)."""
+
+    step: str
+    source: str
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    skipped: int
+    chunks_embedded: int
+    chunks_total: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ModelCalled(Event):
     """One model call of a step (after its retries): what it cost."""
 

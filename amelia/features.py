@@ -45,7 +45,7 @@ class Feature:
 _CONTEXT_HINT = "put the text the agent needs in `inputs` and the prompt"
 
 FEATURES = {f.name: f for f in (
-    Feature("rag", False, summary="RAG sources, retrieval before a call, retrieve steps", keys=(
+    Feature("rag", True, summary="RAG sources, retrieval before a call, retrieve steps", keys=(
         Key(("sources",), "RAG sources come in a later version of amelia; for now list the files a "
                           "step reads under its `inputs`"),
         Key(("qdrant",), "remove it: it configures the index of RAG sources, which come in a later "

@@ -124,6 +124,8 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline, discovered: 
             for rel, st in paths.expand(states.root, pattern):
                 if dir_prefixes and rel.startswith(dir_prefixes):
                     continue
+                if step.exclude and any(paths.matches(x, rel) for x in step.exclude):
+                    continue
                 matched = True
                 producer = files_by.get(rel)
                 if producer:
@@ -132,7 +134,8 @@ def fingerprint(step: Step, states: FileStates, pipeline: Pipeline, discovered: 
                 else:
                     inputs[rel] = states.hash(rel, st)
             for out, producer in files_by.items():
-                if out not in inputs and paths.matches(pattern, out):
+                if out not in inputs and paths.matches(pattern, out) and not (
+                        step.exclude and any(paths.matches(x, out) for x in step.exclude)):
                     inputs[out] = None  # not on disk yet, or deleted: its producer says
                     made_by[out] = producer
                     matched = True

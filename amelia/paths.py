@@ -179,7 +179,13 @@ def matches(pattern: str, path: str) -> bool:
     if not is_glob(pattern):
         p = pattern.rstrip("/")
         return path == p or path.startswith(p + "/")
+    if _in_skipped_dir(path) and not _in_skipped_dir(literal_prefix(pattern) + "/"):
+        return False  # a wildcard never reaches the store or .git: expand skips them too
     return glob_regex(pattern).match(path) is not None
+
+
+def _in_skipped_dir(path: str) -> bool:
+    return any(path.startswith(d + "/") or f"/{d}/" in path for d in SKIP_DIRS)
 
 
 def overlaps(input_pattern: str, output: str) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .fingerprint import Fingerprint
 from .keys import cache_key, key_material
 from .spec import Pipeline, Step
+from .steps import KINDS
 
 RUN, CACHED, BLOCKED, ERROR = "run", "cached", "blocked", "error"
 
@@ -113,6 +114,9 @@ def decide(pipeline: Pipeline, step: Step, fp: Fingerprint, upstream: dict, reco
     restore = tuple(p for p, h in outputs.items() if fp.outputs.get(p) != h)
     reasons = tuple(Reason("output_missing" if fp.outputs.get(p) is None else "output_edited", p)
                     for p in restore)
+    if restore and not KINDS[step.kind].restores:  # its output stands for state kept elsewhere
+        return Decision(step.id, RUN, tuple(Reason("output_gone" if fp.outputs.get(p) is None
+                                                   else "output_changed", p) for p in restore), key, material)
     return Decision(step.id, CACHED, reasons, key, material, outputs, restore)
 
 

@@ -32,6 +32,8 @@ WORDING = {
     "output_edited": "restore {s} (edited)",
     "object_corrupt": "the stored copy of {s} was corrupt (moved to .amelia/objects/corrupt/)",
     "output_lost": "output {s} is missing and not in the store",
+    "output_gone": "output {s} is missing",  # a kind that never restores: it runs again
+    "output_changed": "output {s} was edited",
     "upstream_unchanged": "upstream re-ran; its outputs are unchanged",
     "after": "after {s}",
     "missing_input": "input '{s}' does not exist and no step writes it",

@@ -40,6 +40,7 @@ class RunContext:
         self._lock = threading.Lock()
         self.logs = store.logs_dir(run_id)
         self._llm = None
+        self.refresh = False  # `amelia index --refresh`: fetch URL sources again
 
     @property
     def llm(self):
@@ -61,6 +62,18 @@ class RunContext:
     def progress(self, step_id: str, message: str) -> None:
         if self.bus is not None:
             self.bus.emit(ev.StepProgress(self.run_id, step_id, message))
+
+    def warn(self, step_id: str, message: str) -> None:
+        if self.bus is not None:
+            self.bus.emit(ev.StepWarning(self.run_id, step_id, message))
+
+    def indexed(self, step_id: str, source: str, report, total: int) -> None:
+        """A RAG source's index step finished (rag.indexer.IndexReport)."""
+        if self.bus is not None:
+            self.bus.emit(ev.SourceIndexed(
+                self.run_id, step_id, source, len(report.added), len(report.changed),
+                len(report.removed), report.unchanged, len(report.skipped),
+                report.chunks_embedded, report.chunks_total, round(report.seconds, 3)))
 
     def close(self) -> None:
         """End of the run: every record saved (commit.error says if one could not be)."""

@@ -144,6 +144,8 @@ def _leaves(err):
     errors are reported (e.g. for `inputs: [3]`, the list branch's "[0] must be a
     string"). When no branch takes the value's type, the wrapper reads best.
     """
+    if err.validator in ("oneOf", "anyOf") and _required_choice(err.validator_value):
+        return [err]  # "needs `paths:` or `urls:`" reads better than the first branch's miss
     if err.validator in ("oneOf", "anyOf") and err.context:
         branches: dict[int, list] = {}
         for c in err.context:
@@ -159,6 +161,15 @@ def _leaves(err):
             out.extend(_leaves(c))
         return out
     return [err]
+
+
+def _required_choice(branches) -> list:
+    """The keys of an anyOf whose branches each only require a key (one of them must be
+    there), else []."""
+    if isinstance(branches, list) and branches and all(
+            isinstance(b, dict) and set(b) == {"required"} and len(b["required"]) == 1 for b in branches):
+        return [b["required"][0] for b in branches]
+    return []
 
 
 def _expected_types(schema) -> str:
@@ -225,6 +236,10 @@ def _translate(err, loaded: Loaded) -> PipelineError:
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return PipelineError(f"missing required key '{missing}'{where}", loaded.source.locate(path),
                              _required_hint(missing))
+    if v in ("oneOf", "anyOf") and _required_choice(err.validator_value):
+        keys = " or ".join(f"`{k}:`" for k in _required_choice(err.validator_value))
+        return PipelineError(f"{_name(path)} needs {keys}", loaded.source.locate(path),
+                             f"give it {keys}")
     if v == "type" or v in ("oneOf", "anyOf"):
         expected = _expected_types(err.schema)
         if err.instance is None:

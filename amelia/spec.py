@@ -20,8 +20,9 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # 5: validate refuses more (issue 10): an output holding its step's own input, outputs that
 # clash through a symlink, bad glob ranges, .nan/.inf, a step reading its own output, a
 # command too long to exec; a file resolved before must be checked again.
-# 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups.)
-SPEC_FORMAT_VERSION = 7
+# 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups. 8: Step.exclude; RAG
+# sources, retrieve steps and context are resolved.)
+SPEC_FORMAT_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Step:
     description: str = ""
     always: bool = False  # runs on every run (Make's .PHONY); not part of its key
     depfile: str = ""  # a Make-format file the step writes; the files it names become inputs
+    exclude: tuple = ()  # patterns of files its input globs leave out (a RAG source's `exclude:`)
     # What its kind resolved: the frozen dataclass the kind declares (steps.<kind>.CONFIG,
     # e.g. RunConfig, AgentConfig); None for a kind without settings.
     config: object = _KindConfig()
@@ -117,7 +119,7 @@ class Pipeline:
         steps = []
         for s in d.pop("steps"):
             s["vars"] = tuple(TemplateVar(**v) for v in s["vars"])
-            for k in ("inputs", "outputs", "needs", "data_needs"):
+            for k in ("inputs", "outputs", "needs", "data_needs", "exclude"):
                 s[k] = tuple(s[k])
             s["config"] = _Encoded(s["config"])
             steps.append(Step(**s))

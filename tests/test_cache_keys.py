@@ -166,7 +166,7 @@ def test_each_kind_contributes_its_material_through_the_registry(tmp_path):
     pipeline = _resolved(tmp_path)
     plan = pipeline.step("plan")
     material, replaces = steps.key_material("agent", plan.config)
-    assert set(material) == {"agent"} and replaces == ("model", "schema")
+    assert set(material) == {"agent"} and replaces == ("model", "schema", "context")
     assert json.loads(plan.definition)["agent"] == material["agent"]
     # its command is as written; the default shell adds nothing (a `shell:` as resolved would)
     assert steps.key_material("run", pipeline.step("build").config) == ({}, ("shell",))

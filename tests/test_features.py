@@ -46,38 +46,57 @@ steps:
     agent: {system: hi, sources: [specs]}
     prompt: go
     output: a.md
-    context: [{source: specs}]
+    context: [{source: specs, query: q}]
     target: main
     approve: false
-  r: {retrieve: {source: specs}}
+  r: {retrieve: {source: specs, query: q}, output: r.json}
   g: {git: {}}
 """
 
 
 def test_every_unavailable_key_is_a_located_error(tmp_path):
+    """The RAG keys (sources, qdrant, an agent's sources, context, retrieve) are available
+    now: only the others are refused."""
     errs = _errors(tmp_path, EVERY_KEY)
     got = [(e.location.path, e.message) for e in errs]
     assert got == [
-        ("sources", "'sources' is not available in this version of amelia"),
-        ("qdrant", "'qdrant' is not available in this version of amelia"),
-        ("agents.analyst.sources", "'sources' is not available in this version of amelia"),
         ("targets", "'targets' is not available in this version of amelia"),
         ("include", "'include' is not available in this version of amelia"),
-        ("steps.a.agent.sources", "'sources' is not available in this version of amelia"),
-        ("steps.a.context", "'context' is not available in this version of amelia"),
         ("steps.a.target", "'target' is not available in this version of amelia"),
         ("steps.a.approve", "'approve' is not available in this version of amelia"),
-        ("steps.r.retrieve", "'retrieve' steps are not available in this version of amelia"),
         ("steps.g.git", "'git' steps are not available in this version of amelia"),
     ]
     assert all(e.hint and e.location.line for e in errs)
 
 
+def test_rag_keys_are_available(tmp_path):
+    """sources, qdrant, an agent's sources, context and retrieve steps resolve."""
+    assert features.available("rag")
+    assert features.kind_key("retrieve") is None
+    text = """\
+        amelia: 1
+        sources: {specs: {paths: ["docs/*.md"]}}
+        qdrant: {url: "http://localhost:6333"}
+        agents:
+          analyst: {system: hi, sources: [specs]}
+        steps:
+          a: {agent: analyst, prompt: go, output: a.md}
+          b:
+            agent: {system: hi, sources: [specs]}
+            prompt: go
+            output: b.md
+            context: [{source: specs, query: q}]
+          r: {retrieve: {source: specs, query: q}, output: r.json}
+        """
+    ids = [s.id for s in _resolve(tmp_path, text).steps]
+    assert sorted(ids) == ["a", "b", "context:a", "context:b", "r", "source:specs"]
+
+
 def test_the_registry_covers_every_key_in_the_errors():
     paths = {k.path for k in features.unavailable_keys()}
     assert ("steps", features.ANY, "approve") in paths
-    assert {("sources",), ("qdrant",), ("targets",), ("include",)} <= paths
-    assert features.kind_key("retrieve").kind == "retrieve"
+    assert {("targets",), ("include",), ("steps", features.ANY, "target")} <= paths
+    assert not {("sources",), ("qdrant",), ("steps", features.ANY, "context")} & paths
     assert features.kind_key("git").kind == "git"
     assert features.kind_key("run") is None and features.kind_key("agent") is None
 
@@ -113,6 +132,6 @@ def test_a_step_that_does_two_things_is_one_error_even_if_one_is_unavailable(tmp
     errs = _errors(tmp_path, """\
         amelia: 1
         steps:
-          two: {run: x, retrieve: {source: s}}
+          two: {run: x, git: {commit: y}}
         """)
-    assert [e.message for e in errs] == ["step 'two' does more than one thing: run and retrieve"]
+    assert [e.message for e in errs] == ["step 'two' does more than one thing: run and git"]

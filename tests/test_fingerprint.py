@@ -408,3 +408,25 @@ def test_resolved_keys_deterministic_and_cosmetics_excluded(tmp_path):
     assert changed[1] == base[1]  # downstream: only through the upstream hashes it is given
     write(tmp_path, "in.txt", "changed")
     assert keys_for(tmp_path)[0] != base[0]
+
+
+def test_fingerprint_exclude_leaves_matching_files_out_of_the_inputs(tmp_path):
+    """A RAG source's `exclude:` (Step.exclude): excluded files are not inputs, so editing
+    one changes nothing of the step's key."""
+    write(tmp_path, "docs/a.md", "a")
+    write(tmp_path, "docs/drafts/b.md", "b")
+    write(tmp_path, "docs/c.txt", "c")
+    step = Step(id="source:docs", kind="index", definition="{}", inputs=("docs/**",),
+                outputs=(".amelia/index/docs.json",), exclude=("docs/drafts/**", "**/*.txt"))
+    p = mkpipeline(tmp_path, step)
+    fp = fingerprint(step, FileStates(str(tmp_path), {}), p)
+    assert fp.inputs == {"docs/a.md": hash_bytes(b"a")}
+    assert fp.missing == () and fp.error == ""
+    key = cache_key(key_material(p, step, fp, {}))
+    write(tmp_path, "docs/drafts/b.md", "edited")
+    again = fingerprint(step, FileStates(str(tmp_path), {}), p)
+    assert cache_key(key_material(p, step, again, {})) == key
+    # without the exclusion, the same glob reads all three
+    plain = Step(id="s", kind="index", definition="{}", inputs=("docs/**",))
+    assert set(fingerprint(plain, FileStates(str(tmp_path), {}), mkpipeline(tmp_path, plain)).inputs) == {
+        "docs/a.md", "docs/drafts/b.md", "docs/c.txt"}

@@ -292,3 +292,33 @@ def test_plan_errors_lists_steps_that_cannot_run(w):
     w.fps["c"] = Fingerprint({}, {}, {"c.txt": None}, missing=("other.txt",))
     p = w.plan()
     assert [d.step for d in p.errors()] == ["c"]
+
+
+def test_a_kind_that_does_not_restore_runs_when_its_output_is_missing_or_edited(w):
+    """An index step's output is a digest of state kept in Qdrant: putting the recorded
+    bytes back would claim an index that may be gone, so a missing or edited digest runs
+    the step (incremental, cheap) instead of restoring it."""
+    import dataclasses
+
+    from amelia.steps import KINDS
+
+    assert KINDS["index"].restores is False and KINDS["run"].restores is True
+    src = dataclasses.replace(mkstep("source:docs", inputs=("docs/a.md",), outputs=(".amelia/index/docs.json",)),
+                              kind="index")
+    p = mkpipeline(src)
+    recorded = {".amelia/index/docs.json": h("digest")}
+    for on_disk in (None, h("edited by hand")):
+        fp = Fingerprint({"docs/a.md": h("a")}, {}, {".amelia/index/docs.json": on_disk})
+        key = cache_key(key_material(p, src, fp, {}))
+        d = decide(p, src, fp, {}, {key: ("source:docs", recorded)}, False)
+        assert d.action == RUN and d.restore == () and d.key == key
+        assert [r.subject for r in d.reasons] == [".amelia/index/docs.json"]
+        # the same step of a restoring kind would be put back from the store
+        run = dataclasses.replace(src, kind="run")
+        run_key = cache_key(key_material(p, run, fp, {}))
+        d = decide(p, run, fp, {}, {run_key: ("source:docs", recorded)}, False)
+        assert d.action == CACHED and d.restore == (".amelia/index/docs.json",)
+    # its digest on disk as recorded: cached, nothing to do
+    fp = Fingerprint({"docs/a.md": h("a")}, {}, dict(recorded))
+    key = cache_key(key_material(p, src, fp, {}))
+    assert decide(p, src, fp, {}, {key: ("source:docs", recorded)}, False).action == CACHED

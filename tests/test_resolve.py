@@ -204,7 +204,7 @@ def test_template_errors_are_all_reported_at_the_reference(tmp_path):
         (7, 15, "unknown reference 'parms.goal'"),
         (7, 33, "undefined param 'gaol' in 'params.gaol'"),
         (7, 52, "env var 'HOME' is not declared"),
-        (7, 68, "'context' cannot be used here"),
+        (7, 68, "'${{ context }}' may only be used in the prompt of an agent step that retrieves"),
         (11, 12, "unknown step 'c' in 'steps.c.output'"),
         (12, 12, "'steps.a.outptu' is not a step field"),
         (12, 34, "'1 + 1' is not a reference"),
@@ -238,7 +238,7 @@ def test_step_kind_problems(tmp_path):
         amelia: 1
         steps:
           nothing: {description: x}
-          two: {run: x, retrieve: {source: s}}
+          two: {run: x, retrieve: {source: s, query: q}}
           llm: {agent: analyst, prompt: hi}
           ok: {run: x, output: a, outputs: [b]}
         """)

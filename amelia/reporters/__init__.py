@@ -56,6 +56,10 @@ class PlainReporter:
         elif isinstance(e, ev.StepProgress):
             if self.verbose:
                 self.line("...", e.step, e.message)
+        elif isinstance(e, ev.StepWarning):
+            self.line("warning", e.step, e.message)
+        elif isinstance(e, ev.SourceIndexed):
+            self.line("indexed", e.step, index_summary(e))
         elif isinstance(e, ev.RunFinished):
             self.stream.write(summary_line(e.status, e.counts, e.duration, e.run_id) + "\n")
             self.stream.flush()
@@ -160,3 +164,13 @@ class LogFileReporter:
             self.file.close()
             for step in self.stopped:  # every process of the run has ended by now
                 self._sanitize(step)
+
+
+def index_summary(e) -> str:
+    """One line for a source that was indexed: what changed, what it cost."""
+    parts = [f"{n} {what}" for n, what in ((e.added, "added"), (e.changed, "changed"),
+                                            (e.removed, "removed"), (e.unchanged, "unchanged"),
+                                            (e.skipped, "skipped")) if n]
+    files = ", ".join(parts) or "no documents"
+    return (f"{files}; {e.chunks_embedded} chunk{'s' if e.chunks_embedded != 1 else ''} embedded "
+            f"({e.chunks_total} in the index) in {fmt_seconds(e.seconds)}")

@@ -95,6 +95,12 @@ class LiveReporter:
         elif isinstance(e, ev.StepProgress):
             if step in self.running:
                 self.running[step] = (self.running[step][0], safe(e.message, newlines=False))
+        elif isinstance(e, ev.StepWarning):
+            c.print(_line(("warning", "yellow"), " ", step, "  ", safe(e.message)))
+        elif isinstance(e, ev.SourceIndexed):
+            from . import index_summary
+
+            c.print(_line(("indexed", "cyan"), " ", step, "  ", (safe(index_summary(e)), "dim")))
         elif isinstance(e, ev.StepCached):
             self.done += 1
             if self.verbose or e.reasons:

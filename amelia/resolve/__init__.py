@@ -31,6 +31,7 @@ from .models import model_configs
 from .params import PLACEHOLDERS, coerce_param, param_values  # noqa: F401  (public)
 from .params_files import read_params_files
 from .references import PATH_REFS, References
+from . import sources as rag_sources
 from .shape import check_command, check_output_clashes, shape
 
 __all__ = ["resolve", "coerce_param", "PLACEHOLDERS", "Document", "DocumentGraph"]
@@ -105,6 +106,13 @@ class _Resolution:
                         shaped[s.id] = s
                         if item is not None:
                             groups[doc.step_id(local)].append(s.id)
+            for name in doc.data.get("sources") or {}:
+                rag_sources.check_source(doc, name, err)
+            rag_sources.check_agents(doc, err)
+            for s in rag_sources.source_steps(doc, self.root, refs, err, memo):
+                shaped[s.id] = s
+        for s in rag_sources.reading_steps(shaped, docs, self.problems.reporter):
+            shaped[s.id] = s
         # The steps as written, in file order, for messages.
         names = dict.fromkeys(doc.step_id(local) for doc in docs for local in doc.steps())
         # Every step and instance; a dict so that "is this a step" is one look-up.
@@ -126,8 +134,11 @@ class _Resolution:
             extra_sources.update(resolved.sources)
             refs = []
             doc_refs = self.refs[s.doc.namespace].bound(s.item)
+            allowed = kind.allowed_refs
+            if kind.retrieves == "context" and rag_sources.context_items(s.doc, s.data, s.base):
+                allowed = allowed + ("context",)
             for text, tpath, tfile in resolved.texts:
-                refs += doc_refs.check(text, tpath, kind.allowed_refs, names, outputs_of, tfile, self_id=sid)
+                refs += doc_refs.check(text, tpath, allowed, names, outputs_of, tfile, self_id=sid)
             listed[sid] = self._listed_params(s, err, {ref for ref, _ in refs})
             uses = data_needs(s, refs, writers, why)
             edges[sid] = needs | uses
@@ -199,6 +210,7 @@ class _Resolution:
             timeout=data.get("timeout"),
             always=bool(data.get("always")),
             depfile=s.depfile,
+            exclude=tuple(getattr(s, "exclude", ())),
             description=data.get("description", ""),
             config=config,
         )

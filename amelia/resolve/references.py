@@ -71,10 +71,13 @@ class References:
         if root == "item":  # in any template of a foreach step; outside one, an error
             return item_problem(ref, self.item)
         if root not in allowed:
+            if root == "context":
+                return ("'${{ context }}' may only be used in the prompt of an agent step that retrieves",
+                        "give the step `context: [{source: NAME, query: ...}]`, or its agent `sources:`")
             if root in templates.ROOTS:
                 usable = [r for r in allowed if r != "item"] + (["item"] if self.item else [])
                 return (f"'{ref}' cannot be used here",
-                        f"here you may use: {', '.join(r + '.' if r not in ('name', 'item') else r for r in usable)}")
+                        f"here you may use: {', '.join(r + '.' if r not in ('name', 'item', 'context') else r for r in usable)}")
             return (f"unknown reference '{ref}'",
                     did_you_mean(root, templates.ROOTS) or "references start with params., steps., env. or name")
         if root == "params":
@@ -93,6 +96,8 @@ class References:
             return _step_problem(ref, parts, step_ids, outputs_of, self_id)
         elif root == "name" and len(parts) != 1:
             return f"unknown reference '{ref}'", "use ${{ name }}"
+        elif root == "context" and len(parts) != 1:
+            return f"unknown reference '{ref}'", "use ${{ context }}: the chunks the step's `context:` retrieved"
         return None
 
     def param_problem(self, ref: str, parts: list):

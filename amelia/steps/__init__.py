@@ -47,6 +47,14 @@ class Kind:
     # so the scheduler waits for it in a watcher thread and abandons it after the grace.
     stops_on_cancel: bool = True
     calls_models: bool = False  # has a `models` hook (keys, per-model concurrency)
+    # False: its outputs only describe state kept elsewhere (an index in Qdrant), so a
+    # missing or edited output means "run it again", never "put the recorded bytes back".
+    restores: bool = True
+    written: bool = True  # False: made by the resolver, never written under `steps:`
+    # How it reads RAG sources (resolve/sources.py): "context" (its `context:` items, or its
+    # persona's `sources:`, retrieved by a step of their own before it runs), "query" (its
+    # own key names one source: its result is the retrieval), or "" (none).
+    retrieves: str = ""
 
 
 _REFS = ("params", "steps", "env", "name")
@@ -56,15 +64,19 @@ _REFS = ("params", "steps", "env", "name")
 KINDS = {
     "run": Kind("run", "amelia.steps.run", ("run",), _REFS),
     "agent": Kind("agent", "amelia.steps.agent", ("prompt",), _REFS,
-                  stops_on_cancel=False, calls_models=True),
-    "retrieve": Kind("retrieve", "amelia.steps.retrieve", (), _REFS),
+                  stops_on_cancel=False, calls_models=True, retrieves="context"),
+    "retrieve": Kind("retrieve", "amelia.steps.retrieve", (), _REFS, stops_on_cancel=False,
+                     retrieves="query"),
+    # A RAG source's index node: made from `sources:`, never written under `steps:`.
+    "index": Kind("index", "amelia.steps.index", (), ("params", "name"), stops_on_cancel=False,
+                  restores=False, written=False),
     "git": Kind("git", "amelia.steps.git", (), _REFS),
 }
 
 
 def kind_of(step_data: dict) -> list[str]:
     """The kinds a step's keys claim; a valid step claims exactly one."""
-    return [k for k in KINDS if k in step_data]
+    return [k for k, kind in KINDS.items() if kind.written and k in step_data]
 
 
 def implementation(kind: str):

@@ -41,8 +41,9 @@ CONFIG = AgentConfig
 
 # The persona, the model's settings and the prompt/schema texts change the answer,
 # wherever in the file (or in which file) they are written: the key holds them as
-# resolved, in place of the step's `agent`, `model` and `schema` as written.
-KEY_REPLACES = ("model", "schema")
+# resolved, in place of the step's `agent`, `model` and `schema` as written. Its `context:`
+# is its retrieve step's (context:ID): the agent's key follows what that step found.
+KEY_REPLACES = ("model", "schema", "context")
 
 
 def key_material(config: AgentConfig) -> dict:
@@ -107,7 +108,13 @@ def execute(step, ctx, cancel) -> StepResult:
     if step.timeout:  # the step's own bound applies to each call of its model
         model = dataclasses.replace(model, timeout=min(model.timeout, step.timeout))
     values = ctx.template_values(step, limit=None)
-    system, prompt = render(cfg.system, values), render(cfg.prompt, values)
+    prompt_text = cfg.prompt
+    found = _context(step, ctx)
+    if found is not None:
+        values[templates.env_name("context")] = found
+        if not any(v.ref == "context" for v in step.vars):  # no place for it: before the prompt
+            prompt_text = "Context:\n\n${{ context }}\n\n" + prompt_text
+    system, prompt = render(cfg.system, values), render(prompt_text, values)
     schema = cfg.schema
     from ..processes import StepProcesses
 
@@ -122,6 +129,20 @@ def execute(step, ctx, cancel) -> StepResult:
     cancel.check()  # an answer that arrives after Ctrl-C is not written
     _write(os.path.join(ctx.root, step.outputs[0]), answer)
     return StepResult()
+
+
+def _context(step, ctx) -> str | None:
+    """What the step's retrieval found, rendered (None for a step without `context:`)."""
+    from ..resolve.sources import CONTEXT_PREFIX, context_path
+    from .retrieve import render_context
+
+    if CONTEXT_PREFIX + step.id not in ctx.pipeline.by_id():
+        return None
+    try:
+        return render_context(os.path.join(ctx.root, context_path(step.id)))
+    except (OSError, ValueError, KeyError) as e:
+        raise StepError(f"cannot read what the step's retrieval found: {e}",
+                        hint=f"run it again with --force {CONTEXT_PREFIX}{step.id}") from None
 
 
 def _progress(step, ctx):

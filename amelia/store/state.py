@@ -6,6 +6,7 @@ The parts, each behind a narrow interface on the one shared connection:
 - `history`   runs, their steps, usage, events   (history.History; rows: StepRow, UsageRow, EventRow)
 - `memo`      the file-state memo                (memo.FileStateMemo)
 - `pipelines` resolved pipelines by digest       (memo.PipelineMemo)
+- `chats`     chat sessions and their messages   (chats.Chats)
 
 StateDB's own methods (record_heads, save_record, start_run, ...) are the older flat
 interface; they delegate to the parts and stay for callers not yet switched.
@@ -25,13 +26,15 @@ import threading
 from contextlib import contextmanager
 
 from ..errors import StoreProblem
+from .chats import Chats
 from .history import History
 from .memo import FileStateMemo, PipelineMemo
 from .records import Record, Records
 
 # 2: usage table; 3: index run_steps(step, started) for latest_detail; 4: input sets
-# (records name their input hashes in input_sets/input_chunks instead of holding them)
-SCHEMA_VERSION = 4
+# (records name their input hashes in input_sets/input_chunks instead of holding them);
+# 5: chat sessions and messages (`amelia chat`)
+SCHEMA_VERSION = 5
 
 # The tables as of version 2; a new database gets them, then every upgrade below.
 _SCHEMA = (
@@ -82,6 +85,12 @@ _UPGRADES = {
     4: ("CREATE TABLE IF NOT EXISTS input_chunks(hash BLOB PRIMARY KEY, data BLOB)",
         "CREATE TABLE IF NOT EXISTS input_sets(hash TEXT PRIMARY KEY, chunks BLOB)",
         _records_inputs_column, _move_record_inputs),
+    5: ("CREATE TABLE IF NOT EXISTS chat_sessions(id TEXT PRIMARY KEY, created REAL, updated REAL, "
+        "model TEXT, source TEXT, title TEXT)",
+        "CREATE INDEX IF NOT EXISTS chat_sessions_updated ON chat_sessions(updated)",
+        """CREATE TABLE IF NOT EXISTS chat_messages(
+  session TEXT, seq INTEGER, role TEXT, content TEXT, model TEXT, input_tokens INTEGER,
+  output_tokens INTEGER, cost REAL, time REAL, PRIMARY KEY(session, seq))"""),
 }
 
 
@@ -109,6 +118,7 @@ class StateDB:
         self.history = History(self)
         self.memo = FileStateMemo(self)
         self.pipelines = PipelineMemo(self)
+        self.chats = Chats(self)
 
     def _version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]

@@ -147,7 +147,7 @@ def test_upgrade_from_version_3_moves_input_hashes_into_sets(tmp_path):
     conn.close()
     db = StateDB(path)
     try:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert db.records.get("k1").detail == m and db.records.get("k2").detail == m
         assert db.records.get("k3").detail == {"v": 1}
         assert rows(db, "input_sets") == 1

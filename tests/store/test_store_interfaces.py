@@ -237,8 +237,8 @@ def test_upgrade_from_version_2_keeps_the_data_and_adds_the_index(tmp_path):
     make_v2_db(path)
     db = StateDB(path)
     try:
-        assert SCHEMA_VERSION == 4
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert SCHEMA_VERSION == 5
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 5
         assert "run_steps_step" in indexes(db)
         assert db.memo.load() == {"a.txt": (1, 2, 3, "h")}
         assert db.pipelines.get("d") == "{}"
