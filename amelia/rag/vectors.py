@@ -106,10 +106,18 @@ class Store:
 
     def search(self, collection: str, vector: list[float], limit: int,
                score_threshold: float | None = None, query_filter=None) -> list[Found]:
+        if self.embedded:
+            import numpy as np
+
+            # The embedded client deep-copies its query: one array copies in one call,
+            # a list of 384 floats in 385.
+            query = np.asarray(vector, dtype=np.float32)
+        else:
+            query = _floats(vector)
         with self._call():
             result = self._client.query_points(
                 collection,
-                query=_floats(vector),
+                query=query,
                 limit=limit,
                 score_threshold=score_threshold,
                 query_filter=query_filter,
