@@ -97,7 +97,8 @@ def validate(ctx, file, params, models, json_):
         if json_:
             click.echo(f'{{"valid": true, "pipeline": "{pipeline.name}", "steps": {len(pipeline.steps)}}}')
         else:
-            click.echo(f"{pipeline.file}: ok ({len(pipeline.steps)} steps)")
+            n = len(pipeline.steps)
+            click.echo(f"{pipeline.file}: ok ({n} step{'s' if n != 1 else ''})")
 
     _guard(go, json_, ctx.obj["debug"])
 

@@ -237,7 +237,11 @@ def _translate(err, loaded: Loaded) -> PipelineError:
         return PipelineError(f"missing required key '{missing}'{where}", loaded.source.locate(path),
                              _required_hint(missing))
     if v in ("oneOf", "anyOf") and _required_choice(err.validator_value):
-        keys = " or ".join(f"`{k}:`" for k in _required_choice(err.validator_value))
+        choice = _required_choice(err.validator_value)
+        if not path and choice[0] == "steps":  # a file of sources only is one too
+            return PipelineError("missing required key 'steps' at the top level", loaded.source.locate(path),
+                                 _required_hint("steps") + " (or declare `sources:` only, to index documents)")
+        keys = " or ".join(f"`{k}:`" for k in choice)
         return PipelineError(f"{_name(path)} needs {keys}", loaded.source.locate(path),
                              f"give it {keys}")
     if v == "type" or v in ("oneOf", "anyOf"):

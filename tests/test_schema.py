@@ -164,7 +164,8 @@ def test_missing_keys():
         (1, 1, "", "missing required key 'amelia' at the top level",
          "start the file with `amelia: 1` (the format version)"),
         (1, 1, "", "missing required key 'steps' at the top level",
-         "add a `steps:` mapping; each step runs a command or calls an agent"),
+         "add a `steps:` mapping; each step runs a command or calls an agent "
+         "(or declare `sources:` only, to index documents)"),
     ]
 
 

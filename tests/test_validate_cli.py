@@ -222,7 +222,7 @@ def test_validate_and_graph_need_no_param_values_but_run_does(project):
           a:
             run: echo "${{ params.goal }}"
         """)
-    assert project.run("validate", check=0).stdout == "amelia.yaml: ok (1 steps)\n"
+    assert project.run("validate", check=0).stdout == "amelia.yaml: ok (1 step)\n"
     assert "a  run" in project.run("graph", check=0).stdout
     r = project.run("run")
     assert r.returncode == 2
