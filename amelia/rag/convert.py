@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -481,15 +480,6 @@ def _variant() -> str:
 
 
 def _write_atomic(path: str, entry: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(entry, f, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ..atomic import write_text
+
+    write_text(path, json.dumps(entry, ensure_ascii=False))

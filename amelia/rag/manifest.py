@@ -18,13 +18,11 @@ the no-change path read manifests without importing qdrant_client or fastembed.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
 import os
 import re
-import tempfile
 import uuid
 
 __all__ = [
@@ -112,18 +110,9 @@ def load(path: str) -> dict | None:
 
 def save(path: str, data: dict) -> None:
     """Atomically: a reader (or a crash) sees the old manifest or the new one, never half."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"), sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from ..atomic import write_text
+
+    write_text(path, json.dumps(data, separators=(",", ":"), sort_keys=True), durable=True)
 
 
 def find(source: str, model: str, location, store_dir: str) -> tuple[str, dict] | None:

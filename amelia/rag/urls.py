@@ -170,16 +170,9 @@ def _page_from_entry(url: str, entry: dict | None, cache_dir: str) -> Page | Non
 
 
 def _write_atomic(path: str, data: bytes, cache_dir: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    from ..atomic import write_bytes
+
+    write_bytes(path, data, durable=True)
 
 
 def _unlink(path: str) -> None:

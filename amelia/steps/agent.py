@@ -183,8 +183,6 @@ def _validated(step, ctx, model, request, answer: str, schema: dict, repairs: in
 
 def _write(path: str, text: str) -> None:
     """Write through a temp file: the output is the whole answer or the old file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.amelia-tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text if text.endswith("\n") else text + "\n")
-    os.replace(tmp, path)
+    from ..atomic import write_text
+
+    write_text(path, text if text.endswith("\n") else text + "\n")

@@ -117,9 +117,6 @@ def _write_digest(path: str, config: SourceConfig, report, docs: list) -> None:
         "documents": {d.name: d.sha256 for d in docs if d.name not in skipped},
         "skipped": {d.name: [d.sha256, skipped[d.name]] for d in docs if d.name in skipped},
     }
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.amelia-tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(digest, f, indent=1, sort_keys=True, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    from ..atomic import write_text
+
+    write_text(path, json.dumps(digest, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

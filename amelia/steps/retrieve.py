@@ -147,7 +147,9 @@ def execute(step, ctx, cancel) -> StepResult:
             found["query"] = query
         results.append(found)
     out = results if cfg.context else results[0]
-    _write(os.path.join(ctx.root, step.outputs[0]), json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    from ..atomic import write_text
+
+    write_text(os.path.join(ctx.root, step.outputs[0]), json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return StepResult()
 
 
@@ -173,9 +175,3 @@ def render_context(path: str) -> str:
     return "\n\n".join(blocks) if blocks else "(no passages were found)"
 
 
-def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.amelia-tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import textwrap
 
-from amelia import listing, resolve, schema
+from amelia import listing
 from amelia.api import _sources_unchanged
-from amelia.loader import load_bytes
 from amelia.resolve.foreach import group_of
+from resolving import resolved, touch
 
 
-def resolved(root, text, overrides=None):
-    path = os.path.join(str(root), "amelia.yaml")
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text))
-    with open(path, "rb") as f:
-        loaded = load_bytes(f.read(), "amelia.yaml")
-    assert [e.render() for e in schema.validate(loaded)] == []
-    return resolve.resolve(loaded, path, overrides or {}, "digest", (("amelia.yaml", "x"),), root=str(root))
 
 
-def touch(root, *rels):
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(rel)
 
 
 GLOB = """\

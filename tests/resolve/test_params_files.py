@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import textwrap
 
 import pytest
 
-from amelia import resolve, schema
+from amelia import schema
 from amelia.errors import ErrorGroup, PipelineError, UsageError
-from amelia.loader import load_bytes
 from amelia.resolve.params_files import coerce_like, lookup, set_leaf
+
+import resolving
 
 PARAMS = "train:\n  n_est: 50\n  seed: 7\n  opts: {b: 1, a: 2}\nsplit: 0.2\n"
 
 
 def resolved(root, text, overrides=None, params=PARAMS, placeholders=False):
     (root / "params.yaml").write_text(params)
-    path = os.path.join(str(root), "amelia.yaml")
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text))
-    with open(path, "rb") as f:
-        loaded = load_bytes(f.read(), "amelia.yaml")
-    assert [e.render() for e in schema.validate(loaded)] == []
-    return resolve.resolve(loaded, path, overrides or {}, "digest", (), root=str(root),
-                           placeholders=placeholders)
+    return resolving.resolved(root, text, overrides, (), placeholders)
 
 
 def errors(root, text, **kw):

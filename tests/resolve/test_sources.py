@@ -13,31 +13,18 @@ import re
 import textwrap
 
 
-from amelia import resolve, schema
 from amelia.fingerprint import FileStates, fingerprint
 from amelia.keys import cache_key, key_material
-from amelia.loader import load_bytes
 from amelia.rag.sources import DEFAULT_MODEL, Location, SourceConfig
 from amelia.resolve.sources import context_path
 from amelia.spec import Pipeline
 from amelia.steps.retrieve import RetrieveConfig, RetrieveItem
+from resolving import resolved
+from resolving import touch as _touch
 
 
-def resolved(root, text: str, overrides=None) -> Pipeline:
-    path = os.path.join(str(root), "amelia.yaml")
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text))
-    with open(path, "rb") as f:
-        loaded = load_bytes(f.read(), "amelia.yaml")
-    assert [e.render() for e in schema.validate(loaded)] == []
-    return resolve.resolve(loaded, path, overrides or {}, "digest", (("amelia.yaml", "x"),), root=str(root))
 
 
-def touch(root, *rels):
-    for rel in rels:
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(f"# {rel}\n")
 
 
 def keys_of(p: Pipeline) -> dict:
@@ -49,6 +36,10 @@ def keys_of(p: Pipeline) -> dict:
         fp = fingerprint(s, states, p)
         out[s.id] = cache_key(key_material(p, s, fp, {d: {} for d in s.data_needs}))
     return out
+
+
+def touch(root, *rels):
+    _touch(root, *rels, text="# {rel}\n")
 
 
 PIPELINE = """\
