@@ -142,6 +142,23 @@ def model_problem(model: str, root: str) -> str | None:
     return _dir_problem(d, model)
 
 
+def name_problem(model: str, root: str) -> str | None:
+    """Why a `model:` that names no directory is no fastembed model either, or None. Imports
+    fastembed (0.3 s): validation calls it only for a model other than the bundled one."""
+    if model == DEFAULT_MODEL or _model_dir(model, root) is not None:
+        return None
+    from fastembed import TextEmbedding
+
+    names = [m["model"] for m in TextEmbedding.list_supported_models()]
+    if model.lower() in {n.lower() for n in names}:
+        return None
+    from ..errors import did_you_mean
+
+    guess = did_you_mean(model, names)
+    return (f"unknown embedding model '{model}': not a fastembed model name, and no directory of that name"
+            + (f" ({guess})" if guess else ""))
+
+
 def model_files(model: str, root: str) -> tuple[str, ...]:
     """The project-relative files of a local-path model (inputs of the index step, so that
     replacing the model re-indexes). () for names, and for a directory outside the project

@@ -135,7 +135,7 @@ def _model_files(data: dict, root: str, err, at: tuple) -> list:
         return []
     from ..rag import embedder
 
-    problem = embedder.model_problem(model, root)
+    problem = embedder.model_problem(model, root) or embedder.name_problem(model, root)
     if problem:
         err(problem, at + ("model",), "use the bundled model (leave `model:` out), a fastembed "
                                       "model name, or a directory holding an .onnx model and its tokenizer")
