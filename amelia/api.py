@@ -158,15 +158,34 @@ def open_project(file: str | None, params=(), create: bool = True, models=()):
         return (pipeline or resolve_file(path, overrides, raw, digest)), None
     store = Store(root)
     if pipeline is None:
-        cached = store.pipelines.get(digest)
-        if cached is not None:
-            pipeline = Pipeline.from_json(cached)
-            if not _sources_unchanged(pipeline):
-                pipeline = None
-        if pipeline is None:
-            pipeline = resolve_file(path, overrides, raw, digest)
-            store.pipelines.save(digest, pipeline.to_json())
+        pipeline = _cached_or_resolved(store, path, overrides, raw, digest)
     return pipeline, store
+
+
+def _cached_or_resolved(store, path: str, overrides: dict, raw: bytes, digest: str) -> Pipeline:
+    """The resolution the store keeps under `digest` while its sources are unchanged; else
+    resolved now (and kept)."""
+    cached = store.pipelines.get(digest)
+    if cached is not None:
+        pipeline = Pipeline.from_json(cached)
+        if _sources_unchanged(pipeline):
+            return pipeline
+    pipeline = resolve_file(path, overrides, raw, digest)
+    store.pipelines.save(digest, pipeline.to_json())
+    return pipeline
+
+
+def reload(store, file: str | None, params=(), models=()) -> Pipeline:
+    """The pipeline file resolved again for a project whose store is open (`watch`, after an
+    edit): through the store's resolve cache, so an unchanged file costs a hash. Raises the
+    located errors `validate` shows."""
+    path = pipeline_path(file)
+    overrides = _overrides(params, models)
+    raw = _read(path)
+    digest = _digest(path, raw, overrides)
+    if _declares_root(raw):
+        return resolve_file(path, overrides, raw, digest)
+    return _cached_or_resolved(store, path, overrides, raw, digest)
 
 
 def validate(file: str | None, params=(), models=()) -> Pipeline:
@@ -249,25 +268,44 @@ def run(opts: RunOptions, out=None) -> dict:
         if opts.dry_run or opts.check:
             return _show_plan(pipeline, store, opts, out)
         store.lock.acquire(wait=opts.wait)
-        from .orphans import remove_orphans
-
-        for path in remove_orphans(pipeline, store):
-            out.write(json.dumps({"type": "output_removed", "path": path, "reason": "no step writes it now"}) + "\n"
-                      if opts.json else f"remove  {path}  no step writes it now\n")
-        if opts.adopt:
-            from .adopt import adopt
-
-            return adopt(pipeline, store, opts, out, make_plan)
-        plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
-        if not (opts.json or opts.verbose) and all(
-                d.action == "cached" and not d.restore for d in plan.decisions):
-            return _record_noop(pipeline, store, plan, states, opts, out, t0)
-        from .preflight import check_environment
-
-        check_environment(pipeline, plan)
-        return _execute(pipeline, store, plan, states, previous, opts, out)
+        return run_locked(pipeline, store, opts, out, t0)
     finally:
         store.close()
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How a long-lived caller (`amelia watch`) takes part in one run; the defaults are `run`'s."""
+
+    reporter: object = None  # gets the events instead of the plain, live or JSON display
+    on_scheduler: object = None  # called (on the run's thread) with the Scheduler before it runs
+    on_result: object = None  # called with the scheduler's result dict, before any error is raised
+
+
+def run_locked(pipeline: Pipeline, store, opts: RunOptions, out, started: float | None = None,
+               hooks: RunHooks | None = None) -> dict:
+    """One run in a project whose lock the caller holds (`run` once; `watch` again and again).
+    The store stays open. Raises as `run` does."""
+    import time
+
+    started = time.time() if started is None else started
+    from .orphans import remove_orphans
+
+    for path in remove_orphans(pipeline, store):
+        out.write(json.dumps({"type": "output_removed", "path": path, "reason": "no step writes it now"}) + "\n"
+                  if opts.json else f"remove  {path}  no step writes it now\n")
+    if opts.adopt:
+        from .adopt import adopt
+
+        return adopt(pipeline, store, opts, out, make_plan)
+    plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
+    if not (opts.json or opts.verbose) and all(
+            d.action == "cached" and not d.restore for d in plan.decisions):
+        return _record_noop(pipeline, store, plan, states, opts, out, started)
+    from .preflight import check_environment
+
+    check_environment(pipeline, plan)
+    return _execute(pipeline, store, plan, states, previous, opts, out, hooks)
 
 
 def _show_plan(pipeline, store, opts, out) -> dict:
@@ -326,15 +364,18 @@ def _raw_inputs(data, sid: str):
         return []
 
 
-def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
+def _execute(pipeline, store, plan, states, previous, opts, out, hooks: RunHooks | None = None) -> dict:
     """Run the plan with the reporters the options ask for; record it."""
     from . import events as ev
     from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
     from .scheduler import Scheduler
 
+    hooks = hooks or RunHooks()
     run_id = new_run_id()
     bus = ev.Bus()
-    if opts.json:
+    if hooks.reporter is not None:
+        bus.subscribe(hooks.reporter)
+    elif opts.json:
         bus.subscribe(JsonReporter(out))
     elif _is_tty(out):
         from .reporters.live import LiveReporter
@@ -350,10 +391,14 @@ def _execute(pipeline, store, plan, states, previous, opts, out) -> dict:
     scheduler = Scheduler(pipeline, plan, store, states, bus, run_id, jobs,
                           frozenset(step_ids(pipeline, opts.force)), opts.force_all, previous)
     scheduler.ctx.refresh = opts.refresh
+    if hooks.on_scheduler is not None:
+        hooks.on_scheduler(scheduler)
     with stop_signals(scheduler.interrupt):
         result = scheduler.run()
     store.memo.save(states.updates)
     result["run_id"] = run_id
+    if hooks.on_result is not None:
+        hooks.on_result(result)
     if isinstance(result["record_error"], AmeliaError):  # a StoreProblem: its file and hint
         raise result["record_error"]
     if result["record_error"] is not None:

@@ -351,6 +351,35 @@ def query(ctx, source, text, file, top_k, json_):
 
 
 @cli.command()
+@FILE_ARG
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Set a param (repeatable).")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME=MODEL",
+              help="Use model MODEL wherever NAME is used (repeatable).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Steps at once (default: number of cores).")
+@click.option("--debounce", "debounce_ms", type=click.IntRange(min=0, max=60000), default=50,
+              show_default=True, metavar="MS", help="Run once no file has changed for MS milliseconds.")
+@click.option("--json", "json_", is_flag=True, help="JSON lines: events, and watch_changes per trigger.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list cached steps.")
+@click.pass_context
+def watch(ctx, file, params, models, jobs, debounce_ms, json_, verbose):
+    """Run, then run again what each save makes stale, until Ctrl-C.
+
+    Watches the pipeline file, the files it reads (prompts, schemas, params files) and every
+    step's inputs; a save during a run stops and restarts the steps it invalidates."""
+    from .entry import parse_param
+    from .watch import main as watch_main
+    from .watch.session import WatchOptions
+
+    def go():
+        opts = WatchOptions(file, tuple(parse_param(p) for p in params), _models(models), jobs or 0,
+                            debounce_ms, json_, verbose, tuple(sys.argv[1:]))
+        return watch_main(opts)
+
+    exit_now(_guard(go, json_, ctx.obj["debug"]))
+
+
+@cli.command()
 def schema():
     """Print the JSON Schema of amelia.yaml (for editors)."""
     from .schema import schema_path

@@ -40,19 +40,27 @@ class RunContext:
         self._lock = threading.Lock()
         self.logs = store.logs_dir(run_id)
         self._llm = None
+        self._kept_llm = None
         self.refresh = False  # `amelia index --refresh`: fetch URL sources again
+
+    def keep_models(self, source) -> None:
+        """Model calls go to `source(ctx)`: a ModelSession its caller keeps across runs
+        (`watch`: provider clients stay connected); the run's end leaves it open."""
+        self._kept_llm = source
 
     @property
     def llm(self):
         """The run's ModelSession, made on first use (agent steps only)."""
+        if self._kept_llm is not None:
+            return self._kept_llm(self)
         with self._lock:
             if self._llm is None:
                 from .llm import ModelSession
 
-                self._llm = ModelSession(self.root, self._emit_usage, self.jobs)
+                self._llm = ModelSession(self.root, self.emit_usage, self.jobs)
             return self._llm
 
-    def _emit_usage(self, step_id, config, completion, retries, latency, cost) -> None:
+    def emit_usage(self, step_id, config, completion, retries, latency, cost) -> None:
         u = completion.usage
         self.bus.emit(ev.ModelCalled(self.run_id, step_id, config.provider,
                                      completion.model or config.model, u.input_tokens,

@@ -10,6 +10,10 @@ upstream ran). Every step moves through one state machine, `Lifecycle`.
 Stopping: `interrupt` (SIGINT/SIGTERM) cancels every running step (its process group
 gets SIGTERM, then SIGKILL after the grace) and dispatches nothing more; `cancel(step)`
 stops one step, for `watch`. Both may be called from a signal handler or another thread.
+
+Files changing under a run (`changed(paths)`, for `watch`): a running step that reads one
+is stopped and started again with the new content; one not started yet is decided again
+when it is; a finished one (and what runs downstream of it) makes the run say `again`.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import heapq
 import os
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
 
 from . import events as ev
 from . import planner
 from .fingerprint import discovered_paths, fingerprint
-from .paths import is_glob
+from .paths import is_glob, matches
 from .planner import BLOCKED, CACHED, ERROR, RUN, Decision
 from .processes import GRACE, CancelToken
 from .reasons import Reason, word
@@ -36,8 +40,8 @@ TERMINAL = (RAN, FAILED, SKIPPED, DONE_CACHED, CANCELLED)
 TRANSITIONS = {
     PENDING: {WAITING, READY, DONE_CACHED, SKIPPED, FAILED, CANCELLED},
     WAITING: {READY, DONE_CACHED, SKIPPED, FAILED, CANCELLED},
-    READY: {RUNNING, CANCELLED},
-    RUNNING: {RAN, FAILED, CANCELLED},
+    READY: {RUNNING, CANCELLED, WAITING},  # back to waiting: its inputs changed, decide again
+    RUNNING: {RAN, FAILED, CANCELLED, WAITING},  # waiting again: stopped to start over (watch)
 }
 POLL = 0.25  # seconds between checks for timeouts' and cancellations' SIGKILLs
 ABANDON = GRACE + 0.5  # after an interrupt, stop waiting for steps after this long
@@ -112,6 +116,10 @@ class Scheduler:
         self.requests: deque = deque()  # steps to cancel, from other threads
         self.interrupted = 0  # the signal that stops the run, or 0
         self.deadline = 0.0
+        self.changes: deque = deque()  # batches of changed paths, from the watcher's thread
+        self.restarts: dict = {}  # running step → why it is stopped to start over
+        self.again = False  # a step finished before its inputs changed: run once more
+        self.wake = Future()  # done when another thread has asked for something: the loop looks now
 
     def _critical_path(self) -> dict:
         """Steps on the longest path to the end first (ninja's critical-path order). A path
@@ -140,9 +148,21 @@ class Scheduler:
     def cancel(self, step_id: str, reason: str = "cancelled") -> None:
         """Stop one step (running or waiting to run); its dependents are skipped."""
         self.requests.append((step_id, reason))
+        self._poke()
         token = self.tokens.get(step_id)
         if token is not None:
             token.cancel(reason)
+
+    def changed(self, paths) -> None:
+        """Files changed on disk (project-relative paths): what reads them starts over."""
+        self.changes.append(tuple(paths))
+        self._poke()
+
+    def _poke(self) -> None:
+        try:
+            self.wake.set_result(None)
+        except InvalidStateError:  # poked already, not looked at yet
+            pass
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -165,7 +185,8 @@ class Scheduler:
                   else "cancelled" if counts.get("cancelled") else "ok")
         self.bus.emit(ev.RunFinished(self.run_id, status, counts, time.time() - started))
         return {"status": status, "counts": counts, "statuses": dict(self.life.state),
-                "signal": self.interrupted, "record_error": self.ctx.commit.error}
+                "signal": self.interrupted, "record_error": self.ctx.commit.error,
+                "again": self.again or bool(self.changes)}
 
     def _on_langgraph(self, start: bool) -> None:
         from langgraph.func import entrypoint, task
@@ -198,13 +219,17 @@ class Scheduler:
             self._take_requests()
             if run_step is None:
                 return
+            self._take_changes()
             if not self.interrupted:
                 self._start_ready(run_step, running)
             if not running:
                 return
-            done, _ = wait(list(running), timeout=POLL, return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running) + [self.wake], timeout=POLL, return_when=FIRST_COMPLETED)
+            if self.wake in done:
+                self.wake = Future()
             for fut in done:
-                self._finished(running.pop(fut), fut.result())
+                if fut in running:
+                    self._finished(running.pop(fut), fut.result())
             self.ctx.processes.escalate()
             if self.interrupted and running and self.clock() >= self.deadline:
                 for sid in running.values():  # a call that ignores cancellation: abandoned
@@ -223,6 +248,65 @@ class Scheduler:
                 self.ready = [r for r in self.ready if r[2] != sid]
                 heapq.heapify(self.ready)
                 self._finished(sid, Outcome(CANCELLED, error=reason))
+
+    def _take_changes(self) -> None:
+        while self.changes and not self.interrupted:
+            changed = self.changes.popleft()
+            for p in changed:
+                self.states.forget(p)  # hashed again, whatever its stat says
+            hit = [sid for sid in self.order if self._reads(sid, changed)]
+            if not hit:
+                continue
+            why = f"input {next(p for p in changed if self._reads(hit[0], (p,)))} changed"
+            affected = self._downstream(hit)
+            for sid in self.order:
+                if sid not in affected:
+                    continue
+                state = self.life[sid]
+                if state == RUNNING:
+                    finished_upstream = any(self.life[u] in TERMINAL for u in affected
+                                            if u in self.by_id[sid].needs)
+                    if finished_upstream:  # it read an output that is about to change
+                        self.again = True
+                        self.cancel(sid, why)
+                    else:
+                        self.restarts[sid] = why
+                        self.tokens[sid].cancel(why)
+                elif state == READY:
+                    self.ready = [r for r in self.ready if r[2] != sid]
+                    heapq.heapify(self.ready)
+                    self.life.move(sid, WAITING)
+                    self._forget(sid)
+                    if self._release(sid):
+                        self._done(sid)
+                elif state in (PENDING, WAITING):
+                    self._forget(sid)
+                else:
+                    self.again = True
+
+    def _reads(self, sid: str, changed) -> bool:
+        step = self.by_id[sid]
+        found = discovered_paths(step, self.previous)
+        for p in changed:
+            if any(matches(pat, p) for pat in step.inputs) and not any(matches(x, p) for x in step.exclude):
+                return True
+            if p in found:
+                return True
+        return False
+
+    def _downstream(self, hit: list) -> set:
+        out, todo = set(hit), list(hit)
+        while todo:
+            for d in self.dependents[todo.pop()]:
+                if d not in out:
+                    out.add(d)
+                    todo.append(d)
+        return out
+
+    def _forget(self, sid: str) -> None:
+        """Its decision was made on inputs that changed: decide again, from the disk."""
+        self.plan.fingerprints.pop(sid, None)
+        self.decisions[sid] = Decision(sid, BLOCKED)
 
     def _start_ready(self, run_step, running: dict) -> None:
         held = []
@@ -263,6 +347,16 @@ class Scheduler:
         if self.life[sid] == RUNNING:
             for k, _ in self._slots(sid):
                 self.slots_used[k] -= 1
+        why = self.restarts.pop(sid, None)
+        if why is not None and not self.interrupted:
+            if out.status == CANCELLED:  # stopped to start over with what is on disk now
+                self.bus.emit(ev.StepCancelled(self.run_id, sid, why, out.duration))
+                self.life.move(sid, WAITING)
+                self._forget(sid)
+                if self._release(sid):
+                    self._done(sid)
+                return
+            self.again = True  # it ended before the stop reached it: on the old input, maybe
         self.life.move(sid, out.status)
         if out.status == RAN:
             self.known[sid] = out.outputs

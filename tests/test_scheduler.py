@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 
@@ -209,3 +210,75 @@ def test_with_one_slot_the_step_that_took_longest_last_time_goes_first(tmp_path)
 def test_without_history_the_longest_chain_goes_first(tmp_path):
     run(tmp_path, mkstep("slow"), mkstep("a0"), mkstep("a1", ["a0"]), jobs=1)
     assert [sid for what, sid in fake.LOG if what == "start"] == ["a0", "slow", "a1"]  # then file order
+
+
+# -- files changing under a run (watch) ---------------------------------------------------
+
+def inputs_step(sid, inputs, needs=(), mode="ok") -> Step:
+    return Step(id=sid, kind="fake", definition=canonical_json({"fake": mode, "id": sid}),
+                needs=tuple(needs), inputs=tuple(inputs), config={"fake": mode})
+
+
+def starts(sid) -> int:
+    return fake.LOG.count(("start", sid))
+
+
+def wait_for(cond, timeout=10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_a_running_step_whose_input_changes_starts_over_and_only_it(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "b.txt").write_text("b")
+
+    def control(sched):
+        assert fake.started("long") and fake.started("other")
+        (tmp_path / "a.txt").write_text("two")
+        sched.changed(["a.txt"])
+        assert wait_for(lambda: starts("long") == 2)
+        fake.release("long")
+        fake.release("other")
+
+    result, events = run(tmp_path, inputs_step("long", ["a.txt"], mode="wait"),
+                         inputs_step("other", ["b.txt"], mode="wait"), control=control)
+    assert result["status"] == "ok" and result["counts"]["ran"] == 2 and result["again"] is False
+    assert starts("long") == 2 and starts("other") == 1
+    stopped = [e for e in events if isinstance(e, ev.StepCancelled)]
+    assert [(e.step, e.reason) for e in stopped] == [("long", "input a.txt changed")]
+
+
+def test_a_step_not_started_yet_is_decided_again_and_a_finished_one_asks_for_another_run(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "c.txt").write_text("c")
+
+    def control(sched):
+        assert fake.started("gate")
+        assert wait_for(lambda: ("end", "done") in fake.LOG)
+        (tmp_path / "c.txt").write_text("changed")
+        sched.changed(["c.txt", "a.txt"])  # `later` waits on `gate`; `done` has finished
+        time.sleep(0.4)  # the loop takes the change (it polls every 0.25 s)
+        fake.release("gate")
+
+    result, events = run(tmp_path, inputs_step("done", ["a.txt"]), inputs_step("gate", [], mode="wait"),
+                         inputs_step("later", ["c.txt"], needs=["gate"]), control=control)
+    assert result["status"] == "ok" and result["again"] is True  # `done` read a.txt before it changed
+    assert starts("later") == 1 and starts("done") == 1
+
+
+def test_a_change_no_step_reads_changes_nothing(tmp_path):
+    (tmp_path / "a.txt").write_text("one")
+
+    def control(sched):
+        assert fake.started("long")
+        sched.changed(["unrelated.txt", ".amelia/x"])
+        time.sleep(0.4)
+        fake.release("long")
+
+    result, events = run(tmp_path, inputs_step("long", ["a.txt"], mode="wait"), control=control)
+    assert result["again"] is False and starts("long") == 1
+    assert not [e for e in events if isinstance(e, ev.StepCancelled)]
