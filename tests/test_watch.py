@@ -157,3 +157,30 @@ def test_the_live_view_shows_states_the_last_run_and_what_changed():
     assert "src/a.txt" in text and "done: 1 ran, 1 cached in 0.50s" in text
     assert "running" in text and "stopped" in text and "waiting for changes" in text
     assert "1 cached" in text and " b " not in text  # cached steps are counted, not listed
+
+
+def test_runs_borrow_one_model_session_and_do_not_close_it(tmp_path):
+    """The warm process keeps its provider clients: each run's context lends the one session,
+    and the run's end leaves it open; an edited .env makes a new one (its keys changed)."""
+    import os
+
+    from amelia.watch.session import KeptModels
+    from conftest import run_context
+
+    kept = KeptModels()
+    yaml = "amelia: 1\nsteps:\n  a: {run: 'true'}\n"
+    with run_context(tmp_path, yaml, "run-1") as one:
+        kept.lend(one)
+        first = one.llm
+        closed = []
+        first._providers["probe"] = type("Probe", (), {"close": lambda self: closed.append(1)})()
+        one.close()
+        assert closed == []  # the run's end leaves the clients open
+        del first._providers["probe"]
+    with run_context(tmp_path, yaml, "run-2") as two:
+        kept.lend(two)
+        assert two.llm is first
+        assert first.emit_usage == two.emit_usage  # usage belongs to the current run
+        (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-new\n")
+        os.utime(tmp_path / ".env", ns=(1, 1))
+        assert two.llm is not first
