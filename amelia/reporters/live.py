@@ -65,13 +65,7 @@ class LiveReporter:
     def _give_way(self, error: Exception, e: ev.Event) -> None:
         from . import PlainReporter
 
-        try:
-            if self.live:
-                self.live.stop()
-        except Exception:
-            pass
-        sys.stderr.write(f"amelia: the live view failed ({type(error).__name__}: "
-                         f"{safe(error, newlines=False)}); plain lines follow\n")
+        stop_failed_view(self.live, error)
         self.fallback = PlainReporter(sys.stdout, self.verbose)
         if not isinstance(e, ev.RunStarted):
             self.fallback.width = max((len(s) for s in self.running), default=0)
@@ -129,3 +123,14 @@ class LiveReporter:
                 self.live.stop()
             c.print(_line((safe(summary_line(e.status, e.counts, e.duration, e.run_id)),
                            STATUS_STYLE[e.status])))
+
+
+def stop_failed_view(live, error: Exception) -> None:
+    """A live display that failed: stopped (as far as it can be), and said once."""
+    try:
+        if live:
+            live.stop()
+    except Exception:
+        pass
+    sys.stderr.write(f"amelia: the live view failed ({type(error).__name__}: "
+                     f"{safe(error, newlines=False)}); plain lines follow\n")

@@ -301,13 +301,9 @@ class WatchView:
             self._give_way(error)
 
     def _give_way(self, error: Exception) -> None:
-        try:
-            if self.live:
-                self.live.stop()
-        except Exception:
-            pass
-        sys.stderr.write(f"amelia: the live view failed ({type(error).__name__}: "
-                         f"{safe(error, newlines=False)}); plain lines follow\n")
+        from .live import stop_failed_view
+
+        stop_failed_view(self.live, error)
         self.fallback = WatchLines(sys.stdout, self.verbose)
         self.fallback.plain.width = max((len(s) for s in self.steps), default=0)
 
