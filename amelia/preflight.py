@@ -1,5 +1,5 @@
 """Before any step runs: what a run needs from the machine is there (each model's API key,
-each step's shell), said once for all the steps that need it, not as one failure per step
+each step's shell, each RAG source's embedding model), said once for all the steps that need it, not as one failure per step
 half-way through a run. Imported only when something will run.
 """
 
@@ -11,6 +11,36 @@ from .spec import Pipeline
 def check_environment(pipeline: Pipeline, plan) -> None:
     _keys(pipeline, plan)
     _shells(pipeline, plan)
+    _embedding_models(pipeline, plan)
+
+
+def _embedding_models(pipeline: Pipeline, plan) -> None:
+    """A source that will be indexed with a fastembed model by name: the model is in
+    fastembed's local cache (it is loaded now, and kept for the step; nothing is ever
+    downloaded). The bundled model and model directories are checked at validate time."""
+    from .planner import CACHED
+    from .rag.sources import DEFAULT_MODEL
+
+    by_id = pipeline.by_id()
+    named = {}
+    for d in plan.decisions:
+        step = by_id[d.step]
+        if d.action != CACHED and step.kind == "index" and step.config.model != DEFAULT_MODEL:
+            named.setdefault(step.config.model, []).append(d.step)
+    if not named:
+        return
+    from .rag.embedder import is_directory_model, load_embedder
+    from .rag.errors import RagError
+
+    for model, steps in named.items():
+        if is_directory_model(model, pipeline.root):
+            continue
+        try:
+            load_embedder(model, pipeline.root)
+        except RagError as e:
+            from .errors import EnvironmentProblem
+
+            raise EnvironmentProblem(f"{e.message} (needed by {', '.join(steps)})", hint=e.hint) from None
 
 
 def _shells(pipeline: Pipeline, plan) -> None:

@@ -224,3 +224,14 @@ def test_url_sources_are_fetched_once_and_again_with_refresh(project):
         assert "two minutes" in project.run("query", "web", "kettle", "-k", "1", check=0).stdout
     finally:
         server.shutdown()
+
+
+def test_a_fastembed_model_that_is_not_on_this_machine_stops_the_run_before_any_step(project, tmp_path):
+    write_docs(project)
+    project.pipeline(pipeline().replace("chunk: {size: 200, overlap: 40}",
+                                        "chunk: {size: 200, overlap: 40}\n    model: BAAI/bge-small-en-v1.5"))
+    r = project.run("index", env={"FASTEMBED_CACHE_PATH": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"},
+                    check=4)
+    assert "embedding model 'BAAI/bge-small-en-v1.5' is not in fastembed's local cache" in r.stderr
+    assert "(needed by source:specs)" in r.stderr and "Amelia never downloads models" in r.stderr
+    assert "run     source:specs" not in r.stdout  # said before any step started

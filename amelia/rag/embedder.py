@@ -142,6 +142,11 @@ def model_problem(model: str, root: str) -> str | None:
     return _dir_problem(d, model)
 
 
+def is_directory_model(model: str, root: str) -> bool:
+    """`model:` names a model directory (checked at validate time), not a fastembed name."""
+    return model != DEFAULT_MODEL and _model_dir(model, root) is not None
+
+
 def name_problem(model: str, root: str) -> str | None:
     """Why a `model:` that names no directory is no fastembed model either, or None. Imports
     fastembed (0.3 s): validation calls it only for a model other than the bundled one."""
