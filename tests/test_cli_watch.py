@@ -263,3 +263,28 @@ def test_plain_lines_when_not_a_terminal(project):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 130
+
+
+def test_query_and_chat_can_read_the_index_beside_a_watch(project):
+    """The embedded store is one process's at a time: a watch lets go of it between runs."""
+    project.write("docs/a.md", "# Kettles\n\nThe kettle boils water in ninety seconds.\n")
+    project.write("docs/b.md", "# Trains\n\nThe night train leaves at ten.\n")
+    project.pipeline("""\
+amelia: 1
+sources:
+  docs: {paths: ["docs/*.md"]}
+steps:
+  hits:
+    retrieve: {source: docs, query: kettle}
+    output: out/hits.json
+""")
+    w = Watch(project)
+    try:
+        mark = w.idle(timeout=60)
+        r = project.run("query", "docs", "when does the train leave", "-k", "1", check=0)
+        assert r.stdout.startswith("1. docs/b.md")
+        project.write("docs/a.md", "# Kettles\n\nThe kettle now takes two minutes.\n")
+        w.idle(w.wait_for(lambda e: e["type"] == "watch_changes", mark), timeout=60)
+        assert "two minutes" in project.read("out/hits.json")
+    finally:
+        w.stop(signal.SIGKILL)

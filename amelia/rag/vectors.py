@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -161,6 +162,7 @@ def _problem(store: Store, e: Exception) -> RagError:
     )
 
 
+BUSY_WAIT = 5.0  # seconds to wait for another process to let go of the embedded store
 _stores: dict[tuple, Store] = {}
 _registry_lock = threading.Lock()
 _atexit_registered = False
@@ -207,24 +209,28 @@ def _open(location: Location, key: tuple) -> Store:
             raise RagError(f"cannot use the Qdrant server at {location.url}: {e}") from e
         return Store(client, location.url, embedded=False)
     path = key[1]
-    try:
-        os.makedirs(path, exist_ok=True)
-        # Our lock serialises every call, so SQLite's same-thread check is not needed.
-        client = QdrantClient(path=path, force_disable_check_same_thread=True)
-    except RuntimeError as e:
-        if "already accessed" in str(e):
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            os.makedirs(path, exist_ok=True)
+            # Our lock serialises every call, so SQLite's same-thread check is not needed.
+            return Store(QdrantClient(path=path, force_disable_check_same_thread=True), path, embedded=True)
+        except RuntimeError as e:
+            if "already accessed" not in str(e):
+                raise RagError(f"cannot open the embedded Qdrant store at {path}: {e}") from e
+            if time.monotonic() < deadline:  # a query, a chat, `amelia watch` between runs: brief
+                time.sleep(0.1)
+                continue
             raise RagError(
                 f"the embedded Qdrant store at {path} is in use by another process",
                 "only one process at a time can open the embedded store: wait for the other amelia "
-                "(index, watch, chat) to finish, or use a Qdrant server (`qdrant: {url: ...}`)",
+                "(index, run, chat) to finish, or use a Qdrant server (`qdrant: {url: ...}`)",
             ) from e
-        raise RagError(f"cannot open the embedded Qdrant store at {path}: {e}") from e
-    except Exception as e:  # noqa: BLE001 - corrupt meta.json, permissions, ...
-        raise RagError(
-            f"cannot open the embedded Qdrant store at {path}: {e}",
-            "delete that directory to rebuild the index from the sources (`amelia index`)",
-        ) from e
-    return Store(client, path, embedded=True)
+        except Exception as e:  # noqa: BLE001 - corrupt meta.json, permissions, ...
+            raise RagError(
+                f"cannot open the embedded Qdrant store at {path}: {e}",
+                "delete that directory to rebuild the index from the sources (`amelia index`)",
+            ) from e
 
 
 def close_all() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -219,6 +220,11 @@ class Session:
         except BaseException as e:  # noqa: BLE001 - the controller decides what it means
             out = e
         self._detach(None)
+        # The embedded Qdrant store is one process's at a time: between runs it is let go,
+        # so `amelia query` and `amelia chat` work beside a watch (the embedding model stays).
+        vectors = sys.modules.get("amelia.rag.vectors")
+        if vectors is not None:
+            vectors.close_all()
         self.queue.put(("done", out))
 
     def _attach(self, scheduler) -> None:

@@ -86,7 +86,30 @@ def test_threads_share_the_embedded_store(tmp_path):
     assert store.count("c") == 200
 
 
-def test_a_store_held_by_another_process_is_a_rag_error(tmp_path):
+def _holder(path: str, seconds: float | None = None):
+    """Another process holding the embedded store (until its stdin closes, or `seconds`)."""
+    code = ("import sys, time; from qdrant_client import QdrantClient; c = QdrantClient(path=sys.argv[1]); "
+            "print('ready', flush=True); " +
+            (f"time.sleep({seconds}); c.close()" if seconds else "sys.stdin.read()"))
+    return subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_a_store_let_go_of_soon_is_waited_for(tmp_path):
+    path = str(tmp_path / "q")
+    holder = _holder(path, seconds=0.5)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        store = open_store(Location(path=path))  # waits for the holder, up to BUSY_WAIT
+        assert store.exists("nothing") is False
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_a_store_held_by_another_process_is_a_rag_error(tmp_path, monkeypatch):
+    from amelia.rag import vectors
+
+    monkeypatch.setattr(vectors, "BUSY_WAIT", 0.3)
     path = str(tmp_path / "q")
     holder = subprocess.Popen(
         [sys.executable, "-c",
