@@ -37,12 +37,15 @@ def hist(project):
 def test_runs_and_show(hist):
     first = hist.run("run", check=0)
     run_id = first.stdout.strip().rsplit("(run ", 1)[1].rstrip(")")
-    hist.run("run", check=0)
+    second = hist.run("run", check=0).stdout.strip().rsplit("(run ", 1)[1].rstrip(")")
     listing = hist.run("runs", check=0).stdout.splitlines()
     assert listing[0].split() == ["RUN", "STARTED", "STATUS", "TIME", "TOKENS", "IN/OUT", "COST", "STEPS"]
     assert len(listing) == 3 and listing[2].startswith(run_id)
     assert "2 ran" in listing[2] and "2 cached" in listing[1]
-    shown = hist.run("show", run_id[:17], check=0).stdout
+    # the shortest prefix that tells it from the second run (two runs in one second share 16
+    # characters; their random tails may share more)
+    same = next(i for i, (x, y) in enumerate(zip(run_id, second)) if x != y)
+    shown = hist.run("show", run_id[:same + 1], check=0).stdout
     assert f"run       {run_id}" in shown and "status    ok" in shown
     assert "ran      a" in shown and "new step" in shown
     last = json.loads(hist.run("show", "last", "--json", check=0).stdout)
