@@ -21,8 +21,9 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # clash through a symlink, bad glob ranges, .nan/.inf, a step reading its own output, a
 # command too long to exec; a file resolved before must be checked again.
 # 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups. 8: Step.exclude; RAG
-# sources, retrieve steps and context are resolved.)
-SPEC_FORMAT_VERSION = 8
+# sources, retrieve steps and context are resolved. 9: a source's paths are rendered in its
+# SourceConfig, as in its step's inputs.)
+SPEC_FORMAT_VERSION = 9
 
 
 @dataclass(frozen=True)

@@ -235,3 +235,18 @@ def test_a_fastembed_model_that_is_not_on_this_machine_stops_the_run_before_any_
     assert "embedding model 'BAAI/bge-small-en-v1.5' is not in fastembed's local cache" in r.stderr
     assert "(needed by source:specs)" in r.stderr and "Amelia never downloads models" in r.stderr
     assert "run     source:specs" not in r.stdout  # said before any step started
+
+
+def test_a_source_path_may_use_a_param(project):
+    project.write("docs/en/a.md", "# Kettles\n\nThe kettle boils water.\n")
+    project.write("docs/fr/a.md", "# Bouilloires\n\nLa bouilloire chauffe l'eau.\n")
+    project.pipeline(textwrap.dedent("""\
+        amelia: 1
+        params:
+          lang: {type: string, default: en}
+        sources:
+          docs: {paths: ["docs/${{ params.lang }}/*.md"]}
+        """))
+    r = project.run("index", check=0)
+    assert "1 added" in r.stdout and "source  docs  1 document indexed" in r.stdout
+    assert project.run("query", "docs", "kettle", "-k", "1", check=0).stdout.startswith("1. docs/en/a.md")

@@ -85,13 +85,21 @@ def location(doc, root: str) -> Location:
 
 
 def source_config(doc, name: str, root: str) -> SourceConfig:
-    """A source as written, with defaults (checked by `check_source`)."""
+    """A source as written, its paths rendered (`${{ params.X }}`), with defaults (checked by
+    `check_source`; a bad reference in a path is reported by `source_steps`)."""
+    from .references import References
+
     data = (doc.data.get("sources") or {})[name]
     chunk = data.get("chunk") or {}
+    refs = References(doc, lambda *_a, **_k: None)
+
+    def rendered(key: str) -> tuple:
+        return tuple(paths.normalize(refs.render_path(p, ()) or p) for p in data.get(key) or ())
+
     return SourceConfig(
         name=doc.step_id(name),
-        paths=tuple(paths.normalize(p) for p in data.get("paths") or ()),
-        exclude=tuple(paths.normalize(p) for p in data.get("exclude") or ()),
+        paths=rendered("paths"),
+        exclude=rendered("exclude"),
         urls=tuple(data.get("urls") or ()),
         chunk_size=chunk.get("size", 800),
         overlap=chunk.get("overlap", 200),
