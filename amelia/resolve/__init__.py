@@ -210,7 +210,7 @@ class _Resolution:
             timeout=data.get("timeout"),
             always=bool(data.get("always")),
             depfile=s.depfile,
-            exclude=tuple(getattr(s, "exclude", ())),
+            exclude=tuple(s.exclude),
             description=data.get("description", ""),
             config=config,
         )

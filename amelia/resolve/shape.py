@@ -33,6 +33,7 @@ class Shaped:
     path_errors: bool = False  # an output did not resolve (reported already)
     item: object = None  # the foreach item of an instance (resolve.foreach.Item)
     depfile: str = ""  # the Make-format file the step writes (normalised), or ""
+    exclude: list = field(default_factory=list)  # patterns its input globs leave out (a source's)
 
     @property
     def data(self) -> dict:

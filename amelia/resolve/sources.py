@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 
 from .. import paths
 from ..errors import did_you_mean
-from ..rag.sources import DEFAULT_MODEL, Location, SourceConfig
+from ..rag.sources import DEFAULT_MODEL, SOURCE_PREFIX, Location, SourceConfig
 from ..steps import KINDS
 from .shape import Shaped, _path
 
-SOURCE_PREFIX = "source:"
 CONTEXT_PREFIX = "context:"
 INDEX_KIND = "index"  # the kind of a source's step
 CONTEXT_KIND = "retrieve"  # the kind of the step that retrieves an agent step's context
@@ -42,7 +41,6 @@ class Generated(Shaped):
 
     written: dict = field(default_factory=dict)  # what it was made from, as its data
     at: tuple = ()  # the key path it was made from: where its errors point
-    exclude: list = field(default_factory=list)
 
     @property
     def data(self) -> dict:

@@ -31,7 +31,8 @@ def key_material(config: SourceConfig) -> dict:
 
 
 def resolve(ctx, sid: str, data: dict) -> Resolved:
-    from ..resolve.sources import SOURCE_PREFIX, source_config
+    from ..rag.sources import SOURCE_PREFIX
+    from ..resolve.sources import source_config
 
     return Resolved(source_config(ctx.doc, sid[len(SOURCE_PREFIX):], ctx.root))
 
