@@ -28,7 +28,7 @@ MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
 class RunContext:
     """What a step kind may use while it executes."""
 
-    def __init__(self, pipeline, store, run_id: str, bus=None, jobs: int = 1):
+    def __init__(self, pipeline, store, run_id: str, bus=None, jobs: int = 1, states=None):
         self.pipeline = pipeline
         self.root = pipeline.root
         self.store = store
@@ -42,6 +42,9 @@ class RunContext:
         self._llm = None
         self._kept_llm = None
         self.refresh = False  # `amelia index --refresh`: fetch URL sources again
+        # The run's file-state memo (fingerprint.FileStates), when the scheduler runs it: a
+        # kind that reads many files (an index) hashes them through it, not again.
+        self.states = states
 
     def keep_models(self, source) -> None:
         """Model calls go to `source(ctx)`: a ModelSession its caller keeps across runs

@@ -94,7 +94,7 @@ class Scheduler:
         self.plan = plan
         self.decisions = plan.by_step()
         self.order = [d.step for d in plan.decisions]  # topological
-        self.ctx = RunContext(pipeline, store, run_id, bus, self.jobs)
+        self.ctx = RunContext(pipeline, store, run_id, bus, self.jobs, states)
         self.life = Lifecycle(self.order)
         chosen = set(self.order)
         self.dependents: dict = {sid: [] for sid in self.order}

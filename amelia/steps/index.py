@@ -37,18 +37,19 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
     return Resolved(source_config(ctx.doc, sid[len(SOURCE_PREFIX):], ctx.root))
 
 
-def documents(config: SourceConfig, root: str, exclude: tuple) -> list:
-    """The source's files now on disk, with their content hashes."""
+def documents(config: SourceConfig, root: str, exclude: tuple, states=None) -> list:
+    """The source's files now on disk, with their content hashes (through the run's
+    file-state memo when there is one: the fingerprint hashed them already)."""
     from .. import paths
     from ..rag.sources import Document
     from ..store.objects import hash_file
 
     found = {}
     for pattern in config.paths:
-        for rel, _ in paths.expand(root, pattern):
+        for rel, st in paths.expand(root, pattern):
             if rel not in found and not any(paths.matches(x, rel) for x in exclude):
                 full = os.path.join(root, rel)
-                found[rel] = Document(rel, hash_file(full), full)
+                found[rel] = Document(rel, states.hash(rel, st) if states else hash_file(full), full)
     return [found[k] for k in sorted(found)]
 
 
@@ -60,7 +61,7 @@ def execute(step, ctx, cancel) -> StepResult:
     cancel.check()
     store_dir = os.path.join(ctx.root, ".amelia")
     try:
-        docs = documents(config, ctx.root, step.exclude)
+        docs = documents(config, ctx.root, step.exclude, ctx.states)
     except ValueError as e:  # a symlink that leaves the project
         raise StepError(str(e)) from None
     failed_urls = []
