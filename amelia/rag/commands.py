@@ -33,7 +33,10 @@ def index(file: str | None, names=(), refresh: bool = False, as_json: bool = Fal
     from .. import api
 
     out = out or sys.stdout
-    pipeline = api.validate(file)
+    # The resolution `run` is about to use (the store's cache), not a second one: `validate`
+    # would parse and check the file again on every `amelia index`.
+    pipeline, store = api.open_project(file)
+    store.close()
     ids = _source_ids(pipeline, tuple(names))
     opts = api.RunOptions(file=file, only=ids, force=ids if refresh else (), refresh=refresh,
                           json=as_json, jobs=jobs, argv=tuple(argv))
