@@ -60,6 +60,12 @@ def substitute(text: str, value_of) -> str:
     return _TEMPLATE.sub(lambda m: value_of(m.group(1).strip()), text)
 
 
+def blank(text: str, ref: str) -> str:
+    """`text` with each `${{ ref }}` replaced by as many spaces: the offsets of the other
+    references (for messages) stay where they were."""
+    return _TEMPLATE.sub(lambda m: " " * len(m.group(0)) if m.group(1).strip() == ref else m.group(0), text)
+
+
 def env_name(ref: str) -> str:
     """The environment variable that carries a reference into a command."""
     parts = ref.split(".")

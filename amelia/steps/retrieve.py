@@ -114,10 +114,9 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
 def _without_context(prompt: str) -> str:
     """A prompt as a query: its `${{ context }}` is what the query finds, so it is left out
     (blanked, so that the offsets of its other references, for messages, stay the same)."""
-    from ..templates import _TEMPLATE
+    from ..templates import blank
 
-    return _TEMPLATE.sub(lambda m: " " * len(m.group(0)) if m.group(1).strip() == "context"
-                         else m.group(0), prompt)
+    return blank(prompt, "context")
 
 
 def execute(step, ctx, cancel) -> StepResult:
