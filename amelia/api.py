@@ -36,6 +36,7 @@ class RunOptions:
     wait: bool = False
     adopt: bool = False  # record the outputs on disk as the current inputs' result; run nothing
     refresh: bool = False  # fetch the pages of URL sources again (`amelia index --refresh`)
+    push: bool = False  # push a target's commit to its `push:` remote (`amelia run --push`)
     argv: tuple = field(default_factory=tuple)
 
 
@@ -291,6 +292,8 @@ def run_locked(pipeline: Pipeline, store, opts: RunOptions, out, started: float 
     started = time.time() if started is None else started
     from .orphans import remove_orphans
 
+    _prepare_targets(pipeline, store)
+
     for path in remove_orphans(pipeline, store):
         out.write(json.dumps({"type": "output_removed", "path": path, "reason": "no step writes it now"}) + "\n"
                   if opts.json else f"remove  {path}  no step writes it now\n")
@@ -300,7 +303,8 @@ def run_locked(pipeline: Pipeline, store, opts: RunOptions, out, started: float 
         return adopt(pipeline, store, opts, out, make_plan)
     plan, states, previous = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
     if not (opts.json or opts.verbose) and all(
-            d.action == "cached" and not d.restore for d in plan.decisions):
+            d.action == "cached" and not d.restore for d in plan.decisions) and not (
+            pipeline.targets and (opts.push or _commit_pending(pipeline))):
         return _record_noop(pipeline, store, plan, states, opts, out, started)
     from .preflight import check_environment
 
@@ -308,11 +312,29 @@ def run_locked(pipeline: Pipeline, store, opts: RunOptions, out, started: float 
     return _execute(pipeline, store, plan, states, previous, opts, out, hooks)
 
 
+def _prepare_targets(pipeline: Pipeline, store) -> None:
+    """Make the worktree of each target a step runs in, so its files can be hashed (two
+    small reads per target when they are there: targets.ready)."""
+    if pipeline.targets:
+        from .targets import prepare
+
+        prepare(pipeline, store.dir)
+
+
+def _commit_pending(pipeline: Pipeline) -> bool:
+    """A run that executed targeted steps ended before its commits (killed): the next run
+    makes them, even when every step is cached (one stat)."""
+    from .targets import pending_marker
+
+    return os.path.exists(pending_marker(pipeline.root))
+
+
 def _show_plan(pipeline, store, opts, out) -> dict:
     """`plan`, `run --dry-run`, `run --check`: say what would run and why; run nothing."""
     from .orphans import remove_orphans
 
     orphans = remove_orphans(pipeline, store, dry_run=True)
+    _prepare_targets(pipeline, store)
     plan, states, _ = make_plan(pipeline, store, opts.force, opts.force_all, opts.only)
     decisions = list(plan.decisions)
     store.memo.save(states.updates)
@@ -391,6 +413,7 @@ def _execute(pipeline, store, plan, states, previous, opts, out, hooks: RunHooks
     scheduler = Scheduler(pipeline, plan, store, states, bus, run_id, jobs,
                           frozenset(step_ids(pipeline, opts.force)), opts.force_all, previous)
     scheduler.ctx.refresh = opts.refresh
+    scheduler.push = opts.push
     if hooks.on_scheduler is not None:
         hooks.on_scheduler(scheduler)
     with stop_signals(scheduler.interrupt):

@@ -63,12 +63,14 @@ def _run_options(fn):
 @click.option("--wait", is_flag=True, help="Wait for another run in this project to finish.")
 @click.option("--adopt", is_flag=True,
               help="Record the outputs on disk as the result of the current inputs; run nothing.")
+@click.option("--push", is_flag=True, help="Push each target's new commit to the target's `push:` remote.")
 @click.pass_context
-def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait, adopt):
+def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait, adopt,
+        push):
     """Run the steps whose inputs changed."""
     fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
-                  wait=wait, adopt=adopt, debug=ctx.obj["debug"])
+                  wait=wait, adopt=adopt, push=push, debug=ctx.obj["debug"])
     exit_now(run_command(fields, "run", sys.argv[1:]))
 
 
@@ -221,6 +223,86 @@ def show(ctx, run_ref, file, json_):
         for s in run_["steps"]:
             s["usage"] = run_["usage"].get(s["step"])
         click.echo(to_json(run_) if json_ else show_text(run_), nl=False)
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@click.argument("words", nargs=-1, metavar="[prune] [FILE]")
+@click.option("--wait", is_flag=True, help="With prune: wait for a run in this project to finish.")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def targets(ctx, words, wait, json_):
+    """List the git targets: branch, base, push, worktree, last commit.
+
+    Also lists Amelia's worktrees that no target names (stale, scratch).
+    `amelia targets prune [FILE]` removes those and the ones whose folder was deleted;
+    their branches are kept. (A pipeline file named `prune`: write ./prune.)"""
+    from . import target_commands as tc
+
+    def go():
+        prune_ = bool(words) and words[0] == "prune"
+        rest = words[1:] if prune_ else words
+        if len(rest) > 1:
+            raise UsageError(f"unexpected argument '{rest[1]}'",
+                             hint="`amelia targets [FILE]` or `amelia targets prune [FILE]`")
+        if wait and not prune_:
+            raise UsageError("--wait goes with `targets prune`", hint="`amelia targets prune --wait`")
+        file = rest[0] if rest else None
+        if prune_:
+            removed = tc.prune(file, wait)
+            click.echo(tc.prune_json(removed) if json_ else tc.prune_text(removed), nl=False)
+            return
+        pipeline, found = tc.listing(file)
+        click.echo(tc.listing_json(pipeline, found) if json_ else tc.listing_text(pipeline, found),
+                   nl=False)
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command("apply")
+@click.argument("run_ref", metavar="RUN")
+@click.argument("step", metavar="STEP")
+@click.option("-f", "--file", default=None, help="Pipeline file.")
+@click.option("--yes", is_flag=True, help="Write the changes without asking.")
+@click.option("--json", "json_", is_flag=True, help="The changes and whether they were applied (never asks).")
+@click.pass_context
+def apply_changes(ctx, run_ref, step, file, yes, json_):
+    """Apply a coding agent's edits (STEP of RUN) to your files, after a diff.
+
+    RUN is an id, a unique prefix, or `last`. Asks before writing (on a terminal), or
+    --yes; git is never touched (nothing is staged)."""
+    from . import apply as ap
+
+    def go():
+        store = _history_store(file)
+        try:
+            changes = ap.load(store, _find_run(store, run_ref), step, ap.top_of(store.root))
+            n = len(changes.changes)
+            files = f"{n} file{'s' if n != 1 else ''}"
+            if not json_:
+                click.echo(ap.diff_text(changes), nl=False)
+            if not n:
+                click.echo(ap.to_json(changes, store.root, False) if json_ else
+                           "amelia: nothing to apply: your files already match the step's changes",
+                           nl=not json_)
+                return
+            if not yes:
+                if json_ or not sys.stdin.isatty():
+                    if json_:
+                        click.echo(ap.to_json(changes, store.root, False), nl=False)
+                    raise UsageError(f"not applied: {files} would change",
+                                     hint="pass --yes to apply them" + ("" if json_ else
+                                          " (no terminal to ask on)"))
+                if not click.confirm(f"Apply these changes to {files}?", default=False):
+                    click.echo("amelia: nothing applied")
+                    return
+            ap.write(store, changes)
+            click.echo(ap.to_json(changes, store.root, True) if json_ else
+                       f"amelia: applied changes to {files}; nothing staged (see `git diff`)",
+                       nl=not json_)
+        finally:
+            store.close()
 
     _guard(go, json_, ctx.obj["debug"])
 

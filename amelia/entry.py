@@ -19,7 +19,7 @@ RUN_FLAGS = {
     "--force-all": ("force_all", False, False), "--dry-run": ("dry_run", False, False),
     "--check": ("check", False, False), "--json": ("json", False, False),
     "--wait": ("wait", False, False), "-v": ("verbose", False, False),
-    "--adopt": ("adopt", False, False),
+    "--adopt": ("adopt", False, False), "--push": ("push", False, False),
     "--verbose": ("verbose", False, False), "--debug": ("debug", False, False),
 }
 

@@ -131,6 +131,20 @@ class SourceIndexed(Event):
 
 
 @dataclass(frozen=True)
+class TargetCommitted(Event):
+    """A git target's commit for this run: its sha, or "" when nothing changed (or it failed:
+    `error` says why)."""
+
+    target: str
+    branch: str
+    commit: str
+    files: tuple
+    pushed: bool = False
+    error: str = ""
+    OUTSIDE: ClassVar[tuple] = ("error",)
+
+
+@dataclass(frozen=True)
 class ModelCalled(Event):
     """One model call of a step (after its retries): what it cost."""
 

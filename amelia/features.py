@@ -55,7 +55,7 @@ FEATURES = {f.name: f for f in (
         Key(("steps", ANY, "context"), _CONTEXT_HINT),
         Key(("steps", ANY, "retrieve"), "use a `run:` step for now", kind="retrieve"),
     )),
-    Feature("targets", False, summary="git targets: steps that run in a worktree and commit there", keys=(
+    Feature("targets", True, summary="git targets: steps that run in a worktree and commit there", keys=(
         Key(("targets",), "git targets come in a later version of amelia; for now commit the outputs "
                           "yourself, e.g. in a `run:` step"),
         Key(("steps", ANY, "target"), "remove it: git targets come in a later version of amelia; "

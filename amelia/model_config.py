@@ -12,6 +12,9 @@ from dataclasses import dataclass
 # The environment variable holding each provider's key, unless `api_key_env:` says.
 KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 
+# Providers whose calls edit files in their working directory (a coding agent): such a step
+# always works in a git worktree, never in the user's checkout (targets.py).
+EDITS_FILES = frozenset({"claude-code"})
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 3
 

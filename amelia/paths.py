@@ -7,6 +7,7 @@ The store (.amelia) and .git are never matched.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from functools import lru_cache
@@ -321,3 +322,11 @@ def find_root(pipeline_file: str) -> str:
         if parent == probe:
             return d
         probe = parent
+
+
+def file_name(step_id: str) -> str:
+    """A file name for a step id: no glob or path characters (`compile[a]`), still unique."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", step_id)
+    if safe == step_id:
+        return safe
+    return f"{safe}-{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"

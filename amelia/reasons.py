@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .targets import shown
+
 # kind → wording; {s} is the subject.
 WORDING = {
     "new_step": "new step",
@@ -56,7 +58,7 @@ class Reason:
         text = WORDING[self.kind]
         if not self.subject:
             text = text.replace(" ({s})", "").replace(" {s}", "")
-        return text.format(s=self.subject)
+        return text.format(s=shown(self.subject))
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "subject": self.subject, "text": str(self)}

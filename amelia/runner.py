@@ -45,6 +45,10 @@ class RunContext:
         # The run's file-state memo (fingerprint.FileStates), when the scheduler runs it: a
         # kind that reads many files (an index) hashes them through it, not again.
         self.states = states
+        # commit_target(name) -> sha | None: commit, now, the outputs of the target's steps
+        # finished so far in this run (a `git:` step tags what its target's steps made).
+        # Set by the scheduler; None outside a run.
+        self.commit_target = None
 
     def keep_models(self, source) -> None:
         """Model calls go to `source(ctx)`: a ModelSession its caller keeps across runs

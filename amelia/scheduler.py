@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, wait
@@ -120,6 +121,12 @@ class Scheduler:
         self.restarts: dict = {}  # running step → why it is stopped to start over
         self.again = False  # a step finished before its inputs changed: run once more
         self.wake = Future()  # done when another thread has asked for something: the loop looks now
+        self.push = False  # `amelia run --push`: push a target's commit to its `push:` remote
+        self.committed: dict = {}  # target → the steps whose files it has committed this run
+        self.commit_failed = False
+        self._commit_lock = threading.Lock()
+        # A `git:` step's call: a commit that fails fails the step too (no tag on the old head).
+        self.ctx.commit_target = lambda name: self.commit_target(name, strict=True)
 
     def _critical_path(self) -> dict:
         """Steps on the longest path to the end first (ninja's critical-path order). A path
@@ -170,6 +177,12 @@ class Scheduler:
         self.bus.emit(ev.RunStarted(self.run_id, self.pipeline.name, self.pipeline.file,
                                     tuple((d.step, d.action, d.reasons) for d in self.plan.decisions),
                                     self.jobs))
+        if any(self.by_id[sid].target for sid in self.order):  # until the commits are made
+            from .targets import pending_marker
+
+            marker = pending_marker(self.pipeline.root)
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            open(marker, "a").close()
         try:
             if any(d.action != CACHED for d in self.plan.decisions):
                 self._on_langgraph(start=True)
@@ -179,14 +192,50 @@ class Scheduler:
                     self._on_langgraph(start=False)
         finally:
             self.ctx.close()
+        for t in self.pipeline.targets:  # one commit per target per run, of what is done
+            self.commit_target(t.name)
+        if self.pipeline.targets and not self.commit_failed:
+            from .targets import pending_marker
+
+            try:
+                os.unlink(pending_marker(self.pipeline.root))
+            except FileNotFoundError:
+                pass
         counts = self.life.counts()
         status = ("interrupted" if self.interrupted
-                  else "failed" if counts["failed"] or self.ctx.commit.error is not None
+                  else "failed" if counts["failed"] or self.ctx.commit.error is not None or self.commit_failed
                   else "cancelled" if counts.get("cancelled") else "ok")
         self.bus.emit(ev.RunFinished(self.run_id, status, counts, time.time() - started))
         return {"status": status, "counts": counts, "statuses": dict(self.life.state),
                 "signal": self.interrupted, "record_error": self.ctx.commit.error,
                 "again": self.again or bool(self.changes)}
+
+    def commit_target(self, name: str, strict: bool = False) -> str | None:
+        """Commit the files of the target's steps done so far in this run (ran or cached),
+        once: the sha, or None when nothing changed or nothing is done. Called at the run's
+        end, and by a `git:` step (ctx.commit_target) so a tag lands on the run's commit;
+        strict: a GitProblem is raised (after its event) instead of only failing the run."""
+        with self._commit_lock:
+            done = [sid for sid in self.order if self.by_id[sid].target == name
+                    and self.life[sid] in (RAN, DONE_CACHED) and self.by_id[sid].kind != "git"]
+            if not done or set(done) <= self.committed.get(name, set()):
+                return None
+            from .git import GitProblem
+            from .targets import commit
+
+            target = self.pipeline.target(name)
+            try:
+                sha, files, pushed = commit(self.pipeline, target, done, self.run_id, self.push)
+            except GitProblem as e:
+                self.commit_failed = True
+                self.bus.emit(ev.TargetCommitted(self.run_id, name, target.branch, "", (), False,
+                                                 e.message + (f" (hint: {e.hint})" if e.hint else "")))
+                if strict:
+                    raise
+                return None
+            self.committed[name] = set(done)
+            self.bus.emit(ev.TargetCommitted(self.run_id, name, target.branch, sha or "", files, pushed))
+            return sha
 
     def _on_langgraph(self, start: bool) -> None:
         from langgraph.func import entrypoint, task
@@ -339,6 +388,8 @@ class Scheduler:
                 from .llm import concurrency, limit_key
 
                 slots = [(limit_key(c), concurrency(c)) for c in configs]
+            if self.by_id[sid].target:  # one worktree, one index: its steps run one at a time
+                slots.append(("target:" + self.by_id[sid].target, 1))
             self.slots_of[sid] = slots
         return slots
 

@@ -22,8 +22,8 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # command too long to exec; a file resolved before must be checked again.
 # 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups. 8: Step.exclude; RAG
 # sources, retrieve steps and context are resolved. 9: a source's paths are rendered in its
-# SourceConfig, as in its step's inputs.)
-SPEC_FORMAT_VERSION = 9
+# SourceConfig, as in its step's inputs. 10: git targets: Step.target, Pipeline.targets.)
+SPEC_FORMAT_VERSION = 10
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,21 @@ class _KindConfig:
 
 
 @dataclass(frozen=True)
+class TargetConfig:
+    """One entry of `targets:`, checked: a branch its steps' outputs are committed to."""
+
+    name: str  # the key under `targets:`; the worktree's folder, .amelia/worktrees/NAME
+    branch: str  # rendered and checked (git/refs.ref_problem)
+    base: str = "HEAD"  # where the branch starts when it does not exist yet
+    commit: str = ""  # the message template; "" for the default. ${{ run.id }} and
+    # ${{ run.steps }} are filled in at commit time (params and name at resolve time)
+    author: str = ""  # "Name <email>", or "" for git's configured identity
+    push: str = ""  # a remote's name: pushed to after a commit, with `amelia run --push`
+    subdir: str = ""  # the project root's place in the repository ("" at its top), e.g. "app/"
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     kind: str  # a key of the step registry: run, agent, retrieve, git
@@ -82,6 +97,9 @@ class Step:
     always: bool = False  # runs on every run (Make's .PHONY); not part of its key
     depfile: str = ""  # a Make-format file the step writes; the files it names become inputs
     exclude: tuple = ()  # patterns of files its input globs leave out (a RAG source's `exclude:`)
+    # The git target it runs in ("" for none): its paths are under the target's worktree
+    # (targets.path_prefix), and the worktree is its working directory.
+    target: str = ""
     # What its kind resolved: the frozen dataclass the kind declares (steps.<kind>.CONFIG,
     # e.g. RunConfig, AgentConfig); None for a kind without settings.
     config: object = _KindConfig()
@@ -98,6 +116,10 @@ class Pipeline:
     steps: tuple  # Step, in a topological order (file order where free)
     sources: tuple = ()  # (path, sha256) of the files this was resolved from
     groups: tuple = ()  # the foreach steps' names (`--force compile`), with or without instances
+    targets: tuple = ()  # TargetConfig of every declared target, sorted by name
+
+    def target(self, name: str) -> "TargetConfig":
+        return next(t for t in self.targets if t.name == name)
 
     def step(self, step_id: str) -> Step:
         return self.by_id()[step_id]
@@ -127,5 +149,6 @@ class Pipeline:
         d["env_names"] = tuple(d["env_names"])
         d["sources"] = tuple(tuple(x) for x in d["sources"])
         d["groups"] = tuple(d.get("groups") or ())
+        d["targets"] = tuple(TargetConfig(**t) for t in d.get("targets") or ())
         return Pipeline(steps=tuple(steps), **d)
 

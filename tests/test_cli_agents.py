@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import sys
 import textwrap
@@ -204,13 +205,22 @@ def test_anthropic_key_never_stored(project):
             assert KEY.encode() not in path.read_bytes(), f"the key leaked into {path}"
 
 
-def test_claude_code_provider_runs_the_cli(project, tmp_path):
+def test_claude_code_provider_runs_the_cli(project, tmp_path, monkeypatch):
+    """A coding agent runs in a scratch worktree (the project is a git repository), never in
+    the user's checkout; tests/test_sandbox.py checks what it changed."""
+    import subprocess
+
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    subprocess.run(["git", "init", "-q"], cwd=project.root, check=True)
+    subprocess.run(["git", "-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-q",
+                    "--allow-empty", "-m", "init"], cwd=project.root, check=True)
+    seen = tmp_path / "cwd-seen"
     fake = tmp_path / "claude"
     fake.write_text(textwrap.dedent(f"""\
         #!{sys.executable}
         import json, os, sys
         prompt = sys.argv[sys.argv.index("-p") + 1]
-        open(os.path.join(os.getcwd(), "cwd-seen"), "w").write(os.getcwd())
+        open({str(seen)!r}, "w").write(os.getcwd())
         print(json.dumps({{"type": "result", "is_error": False, "result": "edited: " + prompt,
                           "usage": {{"input_tokens": 5, "output_tokens": 2}}, "total_cost_usd": 0.01}}))
         """))
@@ -228,7 +238,9 @@ def test_claude_code_provider_runs_the_cli(project, tmp_path):
     r = project.run("run", env={"CLAUDE_CODE_PATH": str(fake)}, check=0)
     assert "1 ran" in r.stdout
     assert project.read("build/edit.md") == "edited: Fix the bug.\n"
-    assert project.read("cwd-seen") == str(project.root)
+    assert seen.read_text().startswith(str(project.root / ".amelia" / "worktrees" / ".scratch") + os.sep)
+    assert not (project.root / ".amelia" / "worktrees" / ".scratch").exists() or \
+        not any((project.root / ".amelia" / "worktrees" / ".scratch").iterdir())
     shown = json.loads(project.run("show", "last", "--json", check=0).stdout)
     assert shown["steps"][0]["usage"]["cost"] == pytest.approx(0.01)
 

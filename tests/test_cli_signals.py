@@ -206,15 +206,21 @@ def test_ctrl_c_stops_a_run_waiting_on_a_model_call(project):
     assert _none_alive([int(project.read("side.pid"))], within=1.0)
 
 
-def test_kill_9_during_a_claude_code_step_leaves_no_claude_behind(project, tmp_path):
+def test_kill_9_during_a_claude_code_step_leaves_no_claude_behind(project, tmp_path, monkeypatch):
     """The CLI a claude-code step runs is one of the step's process groups: the reaper
     kills it with the others when the runner dies."""
     import stat
     import textwrap
 
+    # a coding agent needs a git repository (it works in a scratch worktree of it)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    subprocess.run(["git", "init", "-q"], cwd=project.root, check=True)
+    subprocess.run(["git", "-c", "user.name=u", "-c", "user.email=u@example.com", "commit", "-q",
+                    "--allow-empty", "-m", "init"], cwd=project.root, check=True)
     fake = tmp_path / "claude"
     fake.write_text(textwrap.dedent("""\
         #!/bin/bash
+        cd "$PID_DIR"
         echo $$ > claude.pid
         sleep 30 & echo $! > claude.child
         wait
@@ -231,7 +237,7 @@ def test_kill_9_during_a_claude_code_step_leaves_no_claude_behind(project, tmp_p
             prompt: Fix the bug.
             output: build/edit.md
         """)
-    env = dict(os.environ, CLAUDE_CODE_PATH=str(fake))
+    env = dict(os.environ, CLAUDE_CODE_PATH=str(fake), PID_DIR=str(project.root))
     proc = subprocess.Popen([sys.executable, "-m", "amelia", "run"], cwd=project.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -47,10 +47,8 @@ steps:
     prompt: go
     output: a.md
     context: [{source: specs, query: q}]
-    target: main
     approve: false
   r: {retrieve: {source: specs, query: q}, output: r.json}
-  g: {git: {}}
 """
 
 
@@ -60,11 +58,8 @@ def test_every_unavailable_key_is_a_located_error(tmp_path):
     errs = _errors(tmp_path, EVERY_KEY)
     got = [(e.location.path, e.message) for e in errs]
     assert got == [
-        ("targets", "'targets' is not available in this version of amelia"),
         ("include", "'include' is not available in this version of amelia"),
-        ("steps.a.target", "'target' is not available in this version of amelia"),
         ("steps.a.approve", "'approve' is not available in this version of amelia"),
-        ("steps.g.git", "'git' steps are not available in this version of amelia"),
     ]
     assert all(e.hint and e.location.line for e in errs)
 
@@ -95,9 +90,10 @@ def test_rag_keys_are_available(tmp_path):
 def test_the_registry_covers_every_key_in_the_errors():
     paths = {k.path for k in features.unavailable_keys()}
     assert ("steps", features.ANY, "approve") in paths
-    assert {("targets",), ("include",), ("steps", features.ANY, "target")} <= paths
-    assert not {("sources",), ("qdrant",), ("steps", features.ANY, "context")} & paths
-    assert features.kind_key("git").kind == "git"
+    assert {("include",)} <= paths
+    assert not {("sources",), ("qdrant",), ("steps", features.ANY, "context"), ("targets",),
+                ("steps", features.ANY, "target"), ("steps", features.ANY, "git")} & paths
+    assert features.kind_key("git") is None
     assert features.kind_key("run") is None and features.kind_key("agent") is None
 
 

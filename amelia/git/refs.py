@@ -134,3 +134,13 @@ def path_problem(path: str) -> str | None:
     if any(p.lower() == ".git" for p in parts):
         return "is inside .git"
     return None
+
+
+AUTHOR = re.compile(r"([^<>\x00-\x1f\x7f]+?) <([^<>\s\x00-\x1f\x7f]+)>")
+
+
+def author_problem(author: str) -> str | None:
+    """Why `author:` is not "Name <email>" (what git takes as an identity), else None."""
+    if not AUTHOR.fullmatch(author):
+        return "is not \"Name <email>\""
+    return None

@@ -406,3 +406,108 @@ def changed_files(worktree: str, since: str | None = None) -> list:
                          since, "--")
         found |= {f for f in out.split("\0") if f}
     return sorted(found)
+
+
+# ---------------------------------------------------------------------------- tags and branches
+
+_COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
+
+
+def checkout_status(top: str) -> list:
+    """The paths `git status` lists in a work tree (the user's checkout too): modified,
+    added, deleted, untracked; ignored files left out. Reads only: GIT_OPTIONAL_LOCKS=0,
+    so git does not even refresh the index."""
+    _, out, _ = _git(top, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                     "--no-renames", "--ignore-submodules=all", env={"GIT_OPTIONAL_LOCKS": "0"})
+    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+
+def head_sha(worktree_or_repo: str) -> str:
+    """The commit HEAD names in a work tree (the user's checkout or one of Amelia's
+    worktrees): a full sha. Reads only; nothing changes."""
+    root = _root(worktree_or_repo)
+    sha = _sha(root, "HEAD")
+    if not sha:
+        raise MissingBase(f"the repository at {root} has no commit yet",
+                          "commit once: a tag or a branch names a commit")
+    return sha
+
+
+def _commit_of(root: str, sha: str) -> str:
+    """`sha` checked (hex only: never a name or an option) and expanded to a full commit id."""
+    if not isinstance(sha, str) or not _COMMIT_ID.fullmatch(sha):
+        raise BadName(f"commit {sha!r} is not a commit id", "give a hexadecimal commit id")
+    full = _sha(root, sha)
+    if not full:
+        raise MissingBase(f"commit {sha} is not in this repository", "give a commit of this repository")
+    return full
+
+
+def _existing(root: str, ref: str) -> tuple:
+    """(exists, commit it names or None): a tag may name a tree or a blob, not a commit."""
+    status, _, _ = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", ref,
+                        check=False)
+    return status == 0, (_sha(root, ref) if status == 0 else None)
+
+
+def _message_problem(message) -> str | None:
+    if not isinstance(message, str) or "\0" in message:
+        return "is not text"
+    if not message.strip():
+        return "is empty"
+    if len(message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE:
+        return f"is longer than {MAX_MESSAGE} bytes"
+    return None
+
+
+def create_tag(repo: str, name: str, sha: str, message: str | None = None) -> bool:
+    """Tag commit `sha` as `name`: annotated with `message`, else lightweight. True when it
+    was made, False when the tag already names that commit (nothing to do). A tag at
+    another commit is a GitProblem: tags do not move."""
+    _check("tag", name, ref_problem)
+    if message is not None:
+        problem = _message_problem(message)
+        if problem:
+            raise BadName(f"the tag's message {problem}", "give the tag a short `message:`")
+    root = _root(repo)
+    full = _commit_of(root, sha)
+    there, at = _existing(root, "refs/tags/" + name)
+    if there:
+        if at == full:
+            return False
+        raise GitProblem(f"tag '{name}' already exists at {(at or 'a non-commit object')[:12]}, "
+                         f"not at {full[:12]}",
+                         f"tags do not move: give a new name (e.g. from a param), or delete the "
+                         f"old tag yourself (`git tag -d {name}`) if it was a mistake")
+    args = ["tag", "--no-sign"]
+    env = None
+    if message is not None:
+        # the tagger is the committer identity: the fallback fills in what is not configured
+        env = _identity(root, None)
+        args += ["--annotate", "--cleanup=whitespace", f"--message={message}"]
+    _git(root, *args, "--end-of-options", name, full, env=env)
+    return True
+
+
+def create_branch(repo: str, name: str, sha: str) -> bool:
+    """Make branch `name` at commit `sha` (no upstream, nothing checked out). True when it
+    was made, False when it already names that commit. A branch at another commit is a
+    GitProblem: Amelia never moves a branch (least of all one checked out somewhere)."""
+    _check("branch", name, ref_problem)
+    root = _root(repo)
+    full = _commit_of(root, sha)
+    there, at = _existing(root, "refs/heads/" + name)
+    if there:
+        if at == full:
+            return False
+        where = next((e["path"] for e in _listing(root) if e["branch"] == name), None)
+        if where:
+            raise BranchInUse(f"branch '{name}' is checked out at {where} and is at {at[:12]}, "
+                              f"not at {full[:12]}",
+                              "Amelia never moves a checked-out branch: give the step another "
+                              "branch name")
+        raise GitProblem(f"branch '{name}' already exists at {(at or '?')[:12]}, not at {full[:12]}",
+                         f"Amelia never moves a branch: give another name, or move it yourself "
+                         f"(`git branch -f {name} {full[:12]}`)")
+    _git(root, "branch", "--no-track", "--end-of-options", name, full)
+    return True

@@ -1,7 +1,10 @@
 """`provider: claude-code`: the Claude Code CLI (`claude -p`) as a subprocess.
 
-The CLI runs in the step's worktree (`request.workdir` if set, else env `AMELIA_WORKDIR`,
-else the project root `AMELIA_ROOT`, else the current directory) with stdin closed, and prints one JSON result:
+The CLI runs in `request.workdir` (else the project root `AMELIA_ROOT`, else the current
+directory) with stdin closed. Edits are accepted without a prompt (`--permission-mode
+acceptEdits`) only when that workdir is one of Amelia's worktrees (`.amelia/worktrees/…`,
+where the agent step's sandbox puts it): never in the user's checkout, where the CLI's
+default mode refuses edits in `-p` mode. It prints one JSON result:
 `{"type": "result", "is_error": false, "result": "...", "usage": {...},
 "total_cost_usd": 0.01, ...}`. The executable is `$CLAUDE_CODE_PATH`, else `claude` on
 PATH. A call that outlives `timeout:` has its whole process group killed.
@@ -107,6 +110,27 @@ def parse_result(stdout: str) -> dict | None:
     return None
 
 
+WORKTREES = (".amelia", "worktrees")  # targets.WORKTREES, as path components
+SCRATCH = ".scratch"  # git.worktrees.SCRATCH
+
+
+def is_amelia_worktree(path: str | None) -> bool:
+    """Whether path is in one of Amelia's linked worktrees: under `.amelia/worktrees/NAME`
+    (or `.scratch/NAME`), whose top has a `.git` file (a checkout has a `.git` folder)."""
+    if not path:
+        return False
+    parts = os.path.realpath(path).split(os.sep)
+    for i in range(len(parts) - 2):
+        if tuple(parts[i:i + 2]) != WORKTREES:
+            continue
+        depth = i + 4 if parts[i + 2] == SCRATCH else i + 3
+        if len(parts) >= depth and parts[depth - 1] not in ("", ".", ".."):
+            marker = os.path.join(os.sep.join(parts[:depth]), ".git")
+            if os.path.isfile(marker) and not os.path.islink(marker):
+                return True
+    return False
+
+
 class Provider(ProviderBase):
     name = "claude-code"
 
@@ -128,10 +152,10 @@ class Provider(ProviderBase):
         return found
 
     def workdir(self, request: Request | None = None) -> str:
-        """The step's worktree: `request.workdir` (if Request grows that field), else
-        env AMELIA_WORKDIR, else the project root (AMELIA_ROOT), else the cwd."""
-        return (getattr(request, "workdir", None) or self.env.get("AMELIA_WORKDIR")
-                or self.env.get("AMELIA_ROOT") or os.getcwd())
+        """Where the CLI runs: `request.workdir`, else the project root (AMELIA_ROOT), else
+        the cwd. Only the first may be a worktree where edits are accepted."""
+        return (getattr(request, "workdir", None) or self.env.get("AMELIA_ROOT")
+                or os.getcwd())
 
     def command(self, request: Request) -> tuple[list[str], str | None]:
         """argv, and the text to send on stdin (None: stdin is closed)."""
@@ -142,10 +166,12 @@ class Provider(ProviderBase):
             stdin_text = prompt  # `claude -p` reads the prompt from stdin
         else:
             args.append(prompt)
-        # A claude-code step is there to edit files in its working directory; edits
-        # are accepted without a prompt (nobody is there to answer one), other tools
-        # keep Claude Code's own permission rules.
-        args += ["--output-format", "json", "--permission-mode", "acceptEdits"]
+        args += ["--output-format", "json"]
+        # A coding step edits files in its worktree: edits are accepted without a prompt
+        # (nobody is there to answer one) there only; other tools keep Claude Code's own
+        # permission rules. Anywhere else (the user's checkout) edits stay refused.
+        if is_amelia_worktree(getattr(request, "workdir", None)):
+            args += ["--permission-mode", "acceptEdits"]
         if request.system:
             args += ["--append-system-prompt", request.system]
         if self.config.model:

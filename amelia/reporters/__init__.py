@@ -60,6 +60,11 @@ class PlainReporter:
             self.line("warning", e.step, e.message)
         elif isinstance(e, ev.SourceIndexed):
             self.line("indexed", e.step, index_summary(e))
+        elif isinstance(e, ev.TargetCommitted):
+            text = commit_summary(e)
+            if text or self.verbose:
+                self.line("FAILED" if e.error else "commit", "target:" + e.target,
+                          text or f"nothing to commit on {e.branch}")
         elif isinstance(e, ev.RunFinished):
             self.stream.write(summary_line(e.status, e.counts, e.duration, e.run_id) + "\n")
             self.stream.flush()
@@ -164,6 +169,17 @@ class LogFileReporter:
             self.file.close()
             for step in self.stopped:  # every process of the run has ended by now
                 self._sanitize(step)
+
+
+def commit_summary(e) -> str | None:
+    """One line for a target's commit; None when nothing changed (said only when verbose)."""
+    if e.error:
+        return f"commit failed: {e.error}"
+    if not e.commit:
+        return f"pushed {e.branch} (nothing new to commit)" if e.pushed else None
+    n = len(e.files)
+    pushed = ", pushed" if e.pushed else ""
+    return f"{e.commit[:10]} on {e.branch} ({n} file{'s' if n != 1 else ''}{pushed})"
 
 
 def index_summary(e) -> str:

@@ -95,6 +95,13 @@ class LiveReporter:
             from . import index_summary
 
             c.print(_line(("indexed", "cyan"), " ", step, "  ", (safe(index_summary(e)), "dim")))
+        elif isinstance(e, ev.TargetCommitted):
+            from . import commit_summary
+
+            text = commit_summary(e)
+            if text:
+                c.print(_line(("FAILED", "bold red") if e.error else ("commit", "magenta"),
+                              "  ", "target:" + safe(e.target, newlines=False), "  ", safe(text)))
         elif isinstance(e, ev.StepCached):
             self.done += 1
             if self.verbose or e.reasons:

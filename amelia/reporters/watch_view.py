@@ -249,6 +249,13 @@ class WatchView:
             from . import index_summary
 
             self.print(("indexed", "cyan"), " ", step, "  ", (safe(index_summary(e)), "dim"))
+        elif isinstance(e, ev.TargetCommitted):
+            from . import commit_summary
+
+            text = commit_summary(e)
+            if text:
+                self.print(("FAILED", "bold red") if e.error else ("commit", "magenta"), "  ",
+                           "target:" + safe(e.target, newlines=False), "  ", safe(text))
         elif isinstance(e, ev.RunFinished):
             self.last = (_short(summary_line(e.status, e.counts, e.duration, "")), e.status,
                          time.strftime("%H:%M:%S"))

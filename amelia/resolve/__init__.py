@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from .. import features, keys, steps, templates
+from .. import targets as targets_mod
 from ..loader import Loaded
 from ..spec import Pipeline, Step, TemplateVar
 from ..steps import KINDS
@@ -32,7 +33,8 @@ from .params import PLACEHOLDERS, coerce_param, param_values  # noqa: F401  (pub
 from .params_files import read_params_files
 from .references import PATH_REFS, References
 from . import sources as rag_sources
-from .shape import check_command, check_output_clashes, shape
+from .shape import check_command, check_output_clashes, retarget, shape
+from .targets import check_step_target, in_git_repo, target_configs
 
 __all__ = ["resolve", "coerce_param", "PLACEHOLDERS", "Document", "DocumentGraph"]
 
@@ -89,10 +91,15 @@ class _Resolution:
         memo: dict = {}  # directory → its real path: one walk per directory, not per path
         groups: dict = {}  # foreach step id → its instance ids, in item order
         extra_sources: dict = {}  # files the kinds read (prompt, schema), params files, glob listings → sha256
+        targets: dict = {}  # name → TargetConfig
         for doc in docs:
             extra_sources.update(doc.sources)
             refs, err = self.refs[doc.namespace], self.problems.reporter(doc)
             refs.groups = groups
+            declared = doc.data.get("targets") or {}
+            doc_targets = target_configs(doc, refs, self.root, err)
+            targets.update(doc_targets)
+            in_repo = None  # looked up once, when a step names a target
             for local, data in doc.steps().items():
                 items, listings = expand(data, ("steps", local), self.root, refs, err)
                 extra_sources.update(listings)
@@ -102,6 +109,12 @@ class _Resolution:
                         items = items[:1]  # said once, not once per pair of instances
                 for item in (None,) if items is None else items:
                     s = shape(doc, local, self.root, refs, err, memo, item)
+                    if s is not None and s.data.get("target"):
+                        if in_repo is None:
+                            in_repo = in_git_repo(self.root)
+                        name = check_step_target(s, doc_targets, declared, in_repo, err)
+                        if name:
+                            retarget(s, name, targets_mod.path_prefix(name, doc_targets[name].subdir))
                     if s is not None:
                         shaped[s.id] = s
                         if item is not None:
@@ -128,7 +141,9 @@ class _Resolution:
             err = self.problems.reporter(s.doc)
             needs = declared_needs(s, step_ids, err, why, groups, names)
             kind = KINDS[s.kind]
-            resolved = steps.resolve(s.kind, KindContext(s.doc, self.root, s.base, err), s.local, s.data)
+            resolved = steps.resolve(s.kind, KindContext(s.doc, self.root, s.base, err,
+                                                         self.refs[s.doc.namespace].bound(s.item).render_path),
+                                     s.local, s.data)
             config_of[sid] = resolved.config
             check_command(s, resolved.config, err)
             extra_sources.update(resolved.sources)
@@ -158,6 +173,7 @@ class _Resolution:
             env_names=top.env_names,
             steps=built,
             groups=tuple(groups),
+            targets=tuple(targets[n] for n in sorted(targets)),
             sources=tuple(sources) + tuple(sorted(extra_sources.items())),
         )
 
@@ -197,12 +213,15 @@ class _Resolution:
         static = {v.env: refs_of_doc.static_value(v.ref) for v in tvars if v.ref.split(".")[0] in PATH_REFS}
         if s.item is not None:  # every field of its item: each instance has a key (and variables) of its own
             static.update((templates.env_name(ref), value) for ref, value in s.item.values)
+        outputs = list(s.outputs)
+        if targets_mod.edits_files(config):  # a coding agent: what it changed is an output too
+            outputs.append(targets_mod.changes_dir(s.id))
         return Step(
             id=s.id,
             kind=s.kind,
-            definition=keys.definition(s.kind, data, s.inputs, s.outputs, static, config),
+            definition=keys.definition(s.kind, data, s.inputs, outputs, static, config),
             inputs=tuple(s.inputs),
-            outputs=tuple(s.outputs),
+            outputs=tuple(outputs),
             needs=tuple(sorted(needs)),
             data_needs=tuple(sorted(uses)),
             vars=tvars,
@@ -211,6 +230,7 @@ class _Resolution:
             always=bool(data.get("always")),
             depfile=s.depfile,
             exclude=tuple(s.exclude),
+            target=s.target,
             description=data.get("description", ""),
             config=config,
         )

@@ -18,6 +18,9 @@ class KindContext:
     root: str  # the project root: where files named in the step are read
     base: tuple  # the step's key path in its document, ("steps", id)
     err: object  # err(message, key path, hint="") reports an error at a key of doc
+    # render(text, key path) -> str | None: a text with its ${{ params.X }} / ${{ name }}
+    # filled in (the step's foreach item too); None after an error (reported)
+    render: object = None
 
     @property
     def models(self) -> dict:

@@ -34,6 +34,7 @@ class Shaped:
     item: object = None  # the foreach item of an instance (resolve.foreach.Item)
     depfile: str = ""  # the Make-format file the step writes (normalised), or ""
     exclude: list = field(default_factory=list)  # patterns its input globs leave out (a source's)
+    target: str = ""  # the git target it runs in: its paths are under the worktree (retarget)
 
     @property
     def data(self) -> dict:
@@ -94,6 +95,16 @@ def shape(doc, local: str, root: str, refs, err, memo: dict | None = None, item=
                 where.append(p)
                 real.append(found[1])
     s.path_errors = len(s.outputs) != len(raw_outputs)
+    if kind == "git" and isinstance(data.get("git"), dict) and data["git"].get("commit"):
+        # A commit step reads the files it commits: it runs again when they change.
+        commit = data["git"]["commit"]
+        for i, text in enumerate([commit] if isinstance(commit, str) else commit):
+            p = base + ("git", "commit") + (() if isinstance(commit, str) else (i,))
+            found = _path(text, p, False, root, refs, err, memo)
+            if found is not None:
+                s.inputs.append(found[0])
+                s.input_paths.append(p)
+                s.real_inputs.append(found[1])
     if isinstance(data.get("depfile"), str):  # a file the step writes: confined as outputs are
         found = _path(data["depfile"], base + ("depfile",), True, root, refs, err, memo)
         if found is not None and found[0].endswith("/"):
@@ -107,6 +118,15 @@ def shape(doc, local: str, root: str, refs, err, memo: dict | None = None, item=
             s.depfile = found[0]
     _check_own_inputs(s, err)
     return s
+
+
+def retarget(s: Shaped, name: str, prefix: str) -> None:
+    """Put a step's paths under its target's worktree (prefix: targets.path_prefix): what it
+    wrote as docs/a.md is the branch's file, .amelia/worktrees/NAME/docs/a.md, for the whole
+    engine. Its paths were checked as written, relative to the project root."""
+    s.target = name
+    for paths_ in (s.inputs, s.outputs, s.real_inputs, s.real_outputs):
+        paths_[:] = [prefix + p for p in paths_]
 
 
 def _check_own_inputs(s: Shaped, err) -> None:

@@ -17,9 +17,7 @@ Ids of generated steps hold a colon, which no step written under `steps:` may ho
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 
 from .. import paths
@@ -59,20 +57,12 @@ def digest_path(doc, name: str) -> str:
     """Where the index step of a source writes its digest."""
     server = bool((doc.data.get("qdrant") or {}).get("url"))
     base = ".amelia/index" if server else QDRANT_DIR + "/amelia/digests"
-    return f"{base}/{_file_name(doc.step_id(name))}.json"
+    return f"{base}/{paths.file_name(doc.step_id(name))}.json"
 
 
 def context_path(step_id: str) -> str:
     """Where the retrieve step of an agent step writes what it found."""
-    return f".amelia/context/{_file_name(step_id)}.json"
-
-
-def _file_name(step_id: str) -> str:
-    """A file name for a step id: no glob or path characters (`compile[a]`), still unique."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", step_id)
-    if safe == step_id:
-        return safe
-    return f"{safe}-{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"
+    return f".amelia/context/{paths.file_name(step_id)}.json"
 
 
 def location(doc, root: str) -> Location:

@@ -20,7 +20,7 @@ Hooks of a kind module (all but `execute` optional; defaults here):
   any step runs, and per-model concurrency bounds how many run at once). Read from
   `step.config`. Only called when the Kind says `calls_models`.
 - workspace(step, ctx) -> Workspace: the working directory and the base of its paths
-  (the project root; a git worktree once targets land).
+  (default: the project root, or the target's worktree for a step with `target:`).
 - execute(step, ctx, cancel) -> StepResult: do the work; stop when `cancel` says so.
 
 A kind module imports at its top only what its declarations need (dataclasses, the
@@ -70,7 +70,8 @@ KINDS = {
     # A RAG source's index node: made from `sources:`, never written under `steps:`.
     "index": Kind("index", "amelia.steps.index", (), ("params", "name"), stops_on_cancel=False,
                   restores=False, written=False),
-    "git": Kind("git", "amelia.steps.git", (), _REFS),
+    # GitPython calls cannot be interrupted (and a commit may push): watched, not killed.
+    "git": Kind("git", "amelia.steps.git", (), ("params", "name"), stops_on_cancel=False),
 }
 
 
@@ -129,9 +130,17 @@ class Workspace:
 
 
 def workspace_of(step, ctx) -> Workspace:
-    """The kind's `workspace` hook, or the project root."""
+    """The kind's `workspace` hook; else the target's worktree (the project's folder in
+    it) for a step with `target:`; else the project root."""
     hook = getattr(implementation(step.kind), "workspace", None)
-    return hook(step, ctx) if hook else Workspace(ctx.root, ctx.root)
+    if hook:
+        return hook(step, ctx)
+    if step.target:
+        from ..targets import base_dir
+
+        where = base_dir(ctx.root, ctx.pipeline.target(step.target))
+        return Workspace(where, where)
+    return Workspace(ctx.root, ctx.root)
 
 
 def models(step) -> list:

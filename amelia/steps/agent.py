@@ -6,6 +6,11 @@ then. At run time the prompt and system text are rendered from their templates (
 not shell), the model is called through the run's ModelSession, and a structured answer
 (`schema:`) must parse and validate; the validator's message is fed back for up to
 `repairs` more attempts. The output file is written only once the answer is whole.
+
+A model that edits files (claude-code: `targets.edits_files`) is called inside a sandbox
+(amelia/sandbox.py): its target's worktree or a scratch one, never the user's checkout;
+what it changed is recorded in the step's changes dir. Other models get the step's
+working directory (the project root, or its target's worktree).
 """
 
 from __future__ import annotations
@@ -118,15 +123,29 @@ def execute(step, ctx, cancel) -> StepResult:
     schema = cfg.schema
     from ..processes import StepProcesses
 
-    request = Request(system=system, prompt=prompt, json_schema=schema, workdir=ctx.root,
-                      processes=StepProcesses(ctx.processes, cancel))
+    from .. import sandbox, targets
+    from . import workspace_of
+
+    # A coding agent edits files: it works in a worktree (its target's, or a scratch one),
+    # never in the user's checkout; what it changed becomes the step's changes dir.
+    box = sandbox.prepare(step, ctx) if targets.edits_files(cfg) else None
     try:
-        answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
-        if schema is not None:
-            answer = _validated(step, ctx, model, request, answer, schema, cfg.repairs, cancel)
-    except ProviderError as e:
-        raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
-    cancel.check()  # an answer that arrives after Ctrl-C is not written
+        request = Request(system=system, prompt=prompt, json_schema=schema,
+                          workdir=box.workdir if box else workspace_of(step, ctx).cwd,
+                          processes=StepProcesses(ctx.processes, cancel))
+        try:
+            answer = ctx.llm.call(step.id, model, request, on_text=_progress(step, ctx)).text
+            if schema is not None:
+                answer = _validated(step, ctx, model, request, answer, schema, cfg.repairs, cancel)
+        except ProviderError as e:
+            raise StepError(f"{model.provider} model '{model.name}': {e.message}") from None
+        cancel.check()  # an answer that arrives after Ctrl-C is not written
+        if box is not None:
+            done, box = box, None  # finish removes a scratch worktree itself
+            sandbox.finish(done, ctx, step)
+    finally:
+        if box is not None:  # failed or cancelled: nothing is recorded
+            sandbox.discard(box, ctx)
     _write(os.path.join(ctx.root, step.outputs[0]), answer)
     return StepResult()
 

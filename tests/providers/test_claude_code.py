@@ -66,13 +66,15 @@ def fake(tmp_path):
     exe.write_text(FAKE.format(python=sys.executable))
     exe.chmod(0o755)
     log = tmp_path / "call.json"
-    work = tmp_path / "worktree"
-    work.mkdir()
+    root = tmp_path / "proj"
+    work = root / ".amelia" / "worktrees" / "docs"  # an Amelia worktree: a .git file
+    work.mkdir(parents=True)
+    (work / ".git").write_text("gitdir: elsewhere\n")
 
     def make(mode="ok", timeout=30.0, model="", **extra):
         env = {"CLAUDE_CODE_PATH": str(exe), "FAKE_CLAUDE_MODE": mode,
                "FAKE_CLAUDE_LOG": str(log), "PATH": os.environ.get("PATH", ""),
-               "AMELIA_WORKDIR": str(work), **extra}
+               "AMELIA_ROOT": str(root), **extra}
         cfg = ModelConfig(name="cc", provider="claude-code", model=model, timeout=timeout)
         return Provider(cfg, env)
 
@@ -80,6 +82,7 @@ def fake(tmp_path):
     make.log_path = log
     make.exe = exe
     make.work = work
+    make.root = root
     return make
 
 
@@ -90,7 +93,8 @@ def test_registered_under_its_name():
 def test_answer_usage_and_cost(fake):
     chunks = []
     c = fake(model="sonnet", ANTHROPIC_API_KEY="k-from-dotenv").complete(
-        Request(system="Be brief.", prompt="Say hello"), on_text=chunks.append)
+        Request(system="Be brief.", prompt="Say hello", workdir=str(fake.work)),
+        on_text=chunks.append)
     assert isinstance(c, ClaudeCodeCompletion)
     assert c.text == "Hello from fake claude" and chunks == [c.text]
     assert (c.usage.input_tokens, c.usage.output_tokens) == (12, 34)
@@ -105,14 +109,30 @@ def test_answer_usage_and_cost(fake):
     assert call["key"] == "k-from-dotenv"  # the provider's env (environment + .env) is passed
 
 
-def test_no_system_no_model_and_root_as_workdir(fake, tmp_path):
-    p = fake()
-    del p.env["AMELIA_WORKDIR"]
-    p.env["AMELIA_ROOT"] = str(tmp_path)
-    p.complete(Request(system="", prompt="hi"))
+def test_no_system_no_model_and_root_as_workdir(fake):
+    """Without a workdir the CLI runs in the project root, and never with acceptEdits there."""
+    fake().complete(Request(system="", prompt="hi"))
     call = fake.log()
-    assert call["args"] == ["-p", "hi", "--output-format", "json", "--permission-mode", "acceptEdits"]
-    assert call["cwd"] == str(tmp_path)
+    assert call["args"] == ["-p", "hi", "--output-format", "json"]
+    assert call["cwd"] == str(fake.root)
+
+
+def test_accept_edits_only_in_an_amelia_worktree(fake, tmp_path):
+    scratch = fake.root / ".amelia" / "worktrees" / ".scratch" / "edit-0123456789"
+    (scratch / "src").mkdir(parents=True)
+    (scratch / ".git").write_text("gitdir: elsewhere\n")
+    fake().complete(Request(system="", prompt="hi", workdir=str(scratch / "src")))
+    assert "acceptEdits" in fake.log()["args"] and fake.log()["cwd"] == str(scratch / "src")
+    # a user's checkout (a .git folder), even one at such a path, and a plain folder: no
+    checkout = tmp_path / "user" / ".amelia" / "worktrees" / "x"
+    (checkout / ".git").mkdir(parents=True)
+    (tmp_path / "plain").mkdir()
+    for where in (checkout, tmp_path / "plain", fake.root, fake.root / ".amelia" / "worktrees"):
+        fake().complete(Request(system="", prompt="hi", workdir=str(where)))
+        assert "--permission-mode" not in fake.log()["args"], where
+        assert fake.log()["cwd"] == str(where)
+    assert claude_code.is_amelia_worktree(str(fake.work))
+    assert not claude_code.is_amelia_worktree(None)
 
 
 def test_history_and_shared_context_are_flattened_into_the_prompt(fake):
@@ -129,7 +149,7 @@ def test_long_prompt_goes_through_stdin(fake):
     big = "x" * (claude_code.MAX_ARG_BYTES + 10)
     fake().complete(Request(system="", prompt=big))
     call = fake.log()
-    assert call["args"] == ["-p", "--output-format", "json", "--permission-mode", "acceptEdits"]
+    assert call["args"] == ["-p", "--output-format", "json"]
     assert call["stdin"] == big
 
 
@@ -217,13 +237,7 @@ def test_parse_result_variants():
 
 
 def test_request_workdir_wins(fake, tmp_path):
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class StepRequest(Request):
-        workdir: str | None = None
-
     other = tmp_path / "other"
     other.mkdir()
-    fake().complete(StepRequest(system="", prompt="hi", workdir=str(other)))
+    fake().complete(Request(system="", prompt="hi", workdir=str(other)))
     assert fake.log()["cwd"] == str(other)

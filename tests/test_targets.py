@@ -1,0 +1,266 @@
+"""Git targets end to end through the CLI (issue 14): a targeted step runs in its worktree,
+its outputs are committed on the target's branch once per run, and the user's checkout,
+index, stash, branch and hooks are never touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+USER = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
+
+
+def sh(cwd, *args) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def snapshot(repo: Path) -> dict:
+    return {
+        "status": sh(repo, "status", "--porcelain", "--untracked-files=all"),
+        "head": sh(repo, "rev-parse", "HEAD"),
+        "branch": sh(repo, "symbolic-ref", "HEAD"),
+        "stash": sh(repo, "stash", "list"),
+        "index": sh(repo, "ls-files", "-s"),
+        "staged": sh(repo, "diff", "--cached"),
+        "diff": sh(repo, "diff"),
+        "src": (repo / "src" / "a.py").read_text(),
+    }
+
+
+@pytest.fixture
+def repo(project, tmp_path, monkeypatch):
+    """The user's repository mid-work (a stash, a staged change, an unstaged edit, an
+    untracked file, hooks that leave a mark); checked unchanged after each test."""
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for v in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
+        monkeypatch.delenv(v, raising=False)
+    root = project.root
+    sh(root, "init", "-q", "-b", "main")
+    (root / "src").mkdir()
+    (root / "src" / "a.py").write_text("def a():\n    return 1\n")
+    (root / "README.md").write_text("hello\n")
+    (root / ".gitignore").write_text(".amelia/\n")
+    sh(root, "add", "-A")
+    sh(root, *USER, "commit", "-q", "-m", "init")
+    (root / "README.md").write_text("stashed\n")
+    sh(root, *USER, "stash", "-q")
+    (root / "README.md").write_text("staged\n")
+    sh(root, "add", "README.md")
+    (root / "src" / "a.py").write_text("def a():\n    return 2  # not committed\n")
+    (root / "untracked.txt").write_text("mine\n")
+    marks = tmp_path / "hook-ran"
+    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "pre-push"):
+        h = root / ".git" / "hooks" / hook
+        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
+        h.chmod(0o755)
+    project.marks = marks
+    yield project
+    assert not marks.exists(), f"a hook of the user's repo ran: {marks.read_text()}"
+
+
+def write(project, text: str) -> None:
+    (project.root / "amelia.yaml").write_text(textwrap.dedent(text))
+    sh(project.root, "add", "amelia.yaml")  # part of the user's staged state from here on
+
+
+DOCS = """\
+    amelia: 1
+    params:
+      who: {default: amelia}
+    targets:
+      docs:
+        branch: ${{ params.who }}/docs
+        commit: "docs: ${{ run.steps }}"
+        author: "Doc Bot <bot@example.com>"
+    steps:
+      api:
+        target: docs
+        inputs: ["src/*.py"]
+        run: mkdir -p docs && grep -h def src/*.py > docs/api.md
+        output: docs/api.md
+    """
+
+
+def branch_log(root, branch="amelia/docs") -> list:
+    return sh(root, "log", "--format=%s|%an", branch).splitlines()
+
+
+def test_outputs_are_committed_on_the_branch_and_the_checkout_is_untouched(repo):
+    write(repo, DOCS)
+    before = snapshot(repo.root)
+    proc = repo.run("run", check=0)
+    assert "commit  target:docs" in proc.stdout and "on amelia/docs (1 file)" in proc.stdout
+    assert snapshot(repo.root) == before
+    assert branch_log(repo.root) == ["docs: api|Doc Bot", "init|User"]
+    # The branch's file, made from the branch's src/a.py (the committed one), not the user's edit.
+    assert sh(repo.root, "show", "amelia/docs:docs/api.md") == "def a():\n"
+    assert not (repo.root / "docs").exists()
+    assert (repo.root / ".amelia" / "worktrees" / "docs" / "docs" / "api.md").exists()
+
+    again = repo.run("run", check=0)  # nothing changed: no commit
+    assert "commit" not in again.stdout and "0 ran, 1 cached" in again.stdout
+    assert len(branch_log(repo.root)) == 2
+    assert snapshot(repo.root) == before
+
+
+def test_a_change_in_the_worktree_runs_the_step_and_makes_one_more_commit(repo):
+    write(repo, DOCS)
+    repo.run("run", check=0)
+    wt = repo.root / ".amelia" / "worktrees" / "docs"
+    (wt / "src" / "b.py").write_text("def b():\n    pass\n")
+    proc = repo.run("run", check=0)
+    assert "input src/b.py (target docs) added" in proc.stdout or "src/b.py (target docs)" in proc.stdout
+    assert len(branch_log(repo.root)) == 3
+    # Only the step's outputs are committed: src/b.py stays an uncommitted file of the worktree.
+    assert sh(wt, "status", "--porcelain") == "?? src/b.py\n"
+    assert "def b():" in sh(repo.root, "show", "amelia/docs:docs/api.md")
+
+
+def test_a_worktree_deleted_by_hand_is_made_again(repo):
+    write(repo, DOCS)
+    repo.run("run", check=0)
+    import shutil
+
+    shutil.rmtree(repo.root / ".amelia" / "worktrees" / "docs")
+    proc = repo.run("run", check=0)
+    assert (repo.root / ".amelia" / "worktrees" / "docs" / "docs" / "api.md").read_text() == "def a():\n"
+    assert "commit" not in proc.stdout  # the branch already holds that output
+    assert len(branch_log(repo.root)) == 2
+
+
+def test_json_reports_the_commit(repo):
+    write(repo, DOCS)
+    proc = repo.run("run", "--json", check=0)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    commits = [e for e in events if e["type"] == "target_committed"]
+    assert len(commits) == 1
+    c = commits[0]
+    assert c["target"] == "docs" and c["branch"] == "amelia/docs" and c["files"] == ["docs/api.md"]
+    assert c["commit"] == sh(repo.root, "rev-parse", "amelia/docs").strip()
+    assert not c["pushed"] and not c["error"]
+
+
+def test_steps_of_one_target_take_turns_and_share_one_commit(repo):
+    write(repo, """\
+        amelia: 1
+        targets:
+          site: {branch: site}
+        steps:
+          one:
+            target: site
+            run: date +%s.%N > one.start && sleep 0.4 && date +%s.%N > one.txt
+            outputs: [one.start, one.txt]
+          two:
+            target: site
+            run: date +%s.%N > two.start && sleep 0.4 && date +%s.%N > two.txt
+            outputs: [two.start, two.txt]
+        """)
+    repo.run("run", "-j", "2", check=0)
+    wt = repo.root / ".amelia" / "worktrees" / "site"
+    spans = sorted((float((wt / f"{n}.start").read_text()), float((wt / f"{n}.txt").read_text()))
+                   for n in ("one", "two"))
+    assert spans[0][1] <= spans[1][0], f"the steps of one worktree overlapped: {spans}"
+    assert branch_log(repo.root, "site") == ["amelia: one, two|User", "init|User"] or \
+        len(branch_log(repo.root, "site")) == 2
+    files = sh(repo.root, "show", "--name-only", "--format=", "site").split()
+    assert sorted(files) == ["one.start", "one.txt", "two.start", "two.txt"]
+
+
+def test_a_targeted_step_reads_an_upstream_output_through_a_template(repo):
+    write(repo, """\
+        amelia: 1
+        targets:
+          docs: {branch: amelia/docs}
+        steps:
+          summary:
+            inputs: ["src/*.py"]
+            run: grep -c def src/a.py > build.txt
+            output: build.txt
+          publish:
+            target: docs
+            run: printf '%s' "${{ steps.summary.output }}" > count.txt
+            output: count.txt
+        """)
+    (repo.root / ".gitignore").write_text(".amelia/\nbuild.txt\n")
+    before = snapshot(repo.root)
+    repo.run("run", check=0)
+    assert sh(repo.root, "show", "amelia/docs:count.txt") == "1\n"
+    assert snapshot(repo.root) == before
+
+
+def test_the_users_own_branch_is_refused(repo):
+    write(repo, DOCS.replace("branch: ${{ params.who }}/docs", "branch: main"))
+    before = snapshot(repo.root)
+    proc = repo.run("run")
+    assert proc.returncode == 2, proc.stderr
+    assert "target 'docs'" in proc.stderr and "main" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(repo.root) == before
+
+
+def test_hostile_names_are_refused_before_anything_is_made(repo):
+    bad = ["--upload-pack=touch x", "-b", "a..b", "../../.git/hooks/x", "x\\ny"]
+    targets = "\n".join(f'      t{i}: {{branch: "{b}"}}' for i, b in enumerate(bad))
+    steps = "\n".join(f"      s{i}: {{target: t{i}, run: 'true'}}" for i in range(len(bad)))
+    write(repo, f"amelia: 1\n    targets:\n{targets}\n    steps:\n{steps}\n".replace("\n    ", "\n"))
+    before = snapshot(repo.root)
+    branches = sh(repo.root, "branch", "--list")
+    proc = repo.run("run")
+    assert proc.returncode == 2
+    assert proc.stderr.count("error: branch") == len(bad)
+    assert sh(repo.root, "branch", "--list") == branches
+    assert not (repo.root / ".amelia" / "worktrees").exists()
+    assert not (repo.root / "x").exists() and not list(repo.root.glob("*upload*"))
+    assert snapshot(repo.root) == before
+
+
+def test_a_project_in_a_folder_of_the_repository_commits_there(repo):
+    app = repo.root / "app"
+    app.mkdir()
+    (app / "amelia.yaml").write_text(textwrap.dedent("""\
+        amelia: 1
+        root: .
+        targets:
+          docs: {branch: app-docs}
+        steps:
+          note:
+            target: docs
+            run: pwd > where.txt
+            output: where.txt
+        """))
+    sh(repo.root, "add", "app/amelia.yaml")
+    # the worktree starts from HEAD: it has app/ (the test's commit runs no hook of the repo)
+    sh(repo.root, *USER, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "app")
+    before = snapshot(repo.root)
+    subprocess.run([sys.executable, "-m", "amelia", "run"], cwd=app, check=True, capture_output=True)
+    assert sh(repo.root, "show", "--name-only", "--format=", "app-docs").split() == ["app/where.txt"]
+    where = sh(repo.root, "show", "app-docs:app/where.txt").strip()
+    assert where.endswith("/app/.amelia/worktrees/docs/app")
+    assert snapshot(repo.root) == before
+
+
+def test_push_happens_only_when_asked(repo, tmp_path):
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    sh(repo.root, "remote", "add", "origin", str(remote))
+    write(repo, DOCS.replace('author: "Doc Bot <bot@example.com>"', "push: origin"))
+    before = snapshot(repo.root)
+    repo.run("run", check=0)
+    assert sh(remote, "branch", "--list") == ""  # `push:` names the remote; --push asks
+    proc = repo.run("run", "--push", check=0)
+    assert "pushed amelia/docs (nothing new to commit)" in proc.stdout
+    assert sh(remote, "rev-parse", "amelia/docs") == sh(repo.root, "rev-parse", "amelia/docs")
+    assert snapshot(repo.root) == before
+
+
+def test_a_push_to_a_remote_that_is_not_there_fails_the_run(repo):
+    write(repo, DOCS.replace('author: "Doc Bot <bot@example.com>"', "push: upstream"))
+    proc = repo.run("run", "--push")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED  target:docs" in proc.stdout and "upstream" in proc.stdout
+    assert "Traceback" not in proc.stderr
