@@ -116,6 +116,20 @@ def _manifest(store, run_id: str, step: str) -> dict:
                                  hint="run the step again (`amelia run --force STEP`)") from None
 
 
+def recorded(store, run_id: str, step: str) -> dict | None:
+    """What a coding step changed in that run, as its changes.json says ({"changed",
+    "deleted", "target"}), for `amelia show`; None when it has no (readable) changes dir."""
+    from .errors import AmeliaError
+    from .targets import CHANGES_FILE
+
+    try:
+        manifest = _manifest(store, run_id, step)
+        _, target, changed, deleted = _listed(json.loads(_object(store, manifest[CHANGES_FILE])))
+    except (AmeliaError, KeyError, ValueError):
+        return None
+    return {"changed": changed, "deleted": deleted, "target": target}
+
+
 def _listed(data) -> tuple:
     """(base, target, changed, deleted) from changes.json, its shape checked."""
     from .targets import CHANGES_FILE

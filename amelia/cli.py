@@ -222,9 +222,30 @@ def show(ctx, run_ref, file, json_):
         run_["usage"] = store.history.usage_by_step(run_["id"])
         for s in run_["steps"]:
             s["usage"] = run_["usage"].get(s["step"])
+        _attach_git(store, run_)
         click.echo(to_json(run_) if json_ else show_text(run_), nl=False)
 
     _guard(go, json_, ctx.obj["debug"])
+
+
+def _attach_git(store, run_: dict) -> None:
+    """The run's commits on targets, and what each coding step changed (`show`)."""
+    import json as json_mod
+
+    run_["commits"] = [json_mod.loads(e.data) for e in store.history.events(run_["id"])
+                       if e.type == "target_committed"]
+    from .apply import recorded
+    from .targets import CHANGES
+
+    for s in run_["steps"]:
+        if s["status"] in ("ran", "cached") and any(
+                o.startswith(CHANGES + "/") for o in _outputs_of(store, s.get("key"))):
+            s["changes"] = recorded(store, run_["id"], s["step"])
+
+
+def _outputs_of(store, key) -> dict:
+    record = store.records.get(key) if key else None
+    return record.outputs if record is not None else {}
 
 
 @cli.command()

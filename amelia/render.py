@@ -146,7 +146,31 @@ def show_text(run) -> str:
             detail = safe(s.get("error") or s.get("reason") or "")
             lines.append(f"{s['status']:<8} {escape_line(s['step']):<{width}}  {dur:>7}  "
                          f"{money}{detail}".rstrip())
+            changes = s.get("changes")
+            if changes:
+                lines += _changes_lines(changes)
+    for c in run.get("commits") or ():
+        if c.get("error"):
+            lines.append(f"commit   target:{escape_line(c['target'])}  failed: {safe(c['error'])}")
+        elif c.get("commit"):
+            n = len(c.get("files") or ())
+            lines.append(f"commit   target:{escape_line(c['target'])}  {c['commit'][:10]} on "
+                         f"{escape_line(c['branch'])} ({n} file{'s' if n != 1 else ''}"
+                         f"{', pushed' if c.get('pushed') else ''})")
     return "\n".join(lines) + "\n"
+
+
+def _changes_lines(changes: dict, limit: int = 10) -> list:
+    """A coding step's changed files, under its line in `show`."""
+    items = [f"{escape_line(p)}" for p in changes.get("changed") or ()]
+    items += [f"{escape_line(p)} (deleted)" for p in changes.get("deleted") or ()]
+    where = f" on target {escape_line(changes['target'])}" if changes.get("target") else \
+        " (not in your tree: `amelia apply RUN STEP`)"
+    out = [f"         changed {len(items)} file{'s' if len(items) != 1 else ''}{where}"]
+    out += [f"           {p}" for p in items[:limit]]
+    if len(items) > limit:
+        out.append(f"           and {len(items) - limit} more")
+    return out
 
 
 def to_json(value) -> str:

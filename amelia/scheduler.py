@@ -478,6 +478,14 @@ class Scheduler:
         heapq.heappush(self.ready, (-self.priority[sid], self.position[sid], sid))
         return False
 
+    def _edited_worktree(self, upstream: str, step) -> bool:
+        """The upstream is a coding agent that ran in the step's worktree: the files it
+        changed are not declared paths, so the step's inputs are read from disk again."""
+        from .targets import CHANGES
+
+        up = self.by_id[upstream]
+        return up.target == step.target and any(o.startswith(CHANGES + "/") for o in up.outputs)
+
     def _decide(self, step) -> Decision:
         """The plan's decision when nothing upstream ran; else decide again, now."""
         d = self.decisions[step.id]
@@ -485,8 +493,9 @@ class Scheduler:
         if not upstream_ran and d.action != BLOCKED and (d.key or d.action == ERROR):
             return d
         fp = self.plan.fingerprints.get(step.id)
-        if fp is None or (any(n in self.ran for n in step.data_needs) and not _fixed_inputs(step, fp)):
-            # a glob may match new files
+        if fp is None or (any(n in self.ran for n in step.data_needs) and not _fixed_inputs(step, fp)) \
+                or any(self._edited_worktree(n, step) for n in upstream_ran):
+            # a glob may match new files; a coding agent may have changed any file
             fp = fingerprint(step, self.states, self.pipeline, discovered_paths(step, self.previous))
         forced = self.force_all or step.id in self.force
         upstream = {n: self.known[n] for n in step.data_needs}

@@ -274,6 +274,9 @@ def test_end_to_end_a_coding_agents_edits_reach_the_tree_only_through_apply(repo
     index = git(repo.root, "ls-files", "-s")
     repo.run("run", env={"CLAUDE_CODE_PATH": str(exe)}, check=0)
     assert repo.read("README.md") == "hello\n" and not repo.exists("feature.py")
+    shown = repo.run("show", "last", check=0).stdout  # the changed files are the step's outputs
+    assert ("changed 3 files (not in your tree: `amelia apply RUN STEP`)\n"
+            "           README.md\n           feature.py\n           old.txt (deleted)\n") in shown
     r = repo.run("apply", "last", "edit")
     assert r.returncode == 2
     assert "+agent line" in r.stdout and "new file: feature.py" in r.stdout

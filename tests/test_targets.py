@@ -264,3 +264,71 @@ def test_a_push_to_a_remote_that_is_not_there_fails_the_run(repo):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED  target:docs" in proc.stdout and "upstream" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_killed_before_its_commit_is_committed_by_the_next_one(repo):
+    write(repo, DOCS)
+    repo.run("run", check=0)
+    wt = repo.root / ".amelia" / "worktrees" / "docs"
+    # As if the run had been killed after the step and before the commit: the output is in
+    # the worktree, the branch does not have it, and the marker says a commit is due.
+    sh(wt, "reset", "-q", "--soft", "HEAD~1")
+    sh(wt, "reset", "-q")
+    (repo.root / ".amelia" / "worktrees" / ".commit-pending").write_text("")
+    proc = repo.run("run", check=0)
+    assert "0 ran, 1 cached" in proc.stdout and "commit  target:docs" in proc.stdout
+    assert branch_log(repo.root) == ["docs: api|Doc Bot", "init|User"]
+    assert not (repo.root / ".amelia" / "worktrees" / ".commit-pending").exists()
+    assert "commit" not in repo.run("run", check=0).stdout  # and then it is a no-op again
+
+
+def test_show_lists_the_runs_commit(repo):
+    write(repo, DOCS)
+    repo.run("run", check=0)
+    out = repo.run("show", "last", check=0).stdout
+    sha = sh(repo.root, "rev-parse", "amelia/docs").strip()
+    assert f"commit   target:docs  {sha[:10]} on amelia/docs (1 file)" in out
+
+
+CODER = """\
+#!/bin/sh
+printf 'def b():\\n    return 2\\n' > src/b.py
+echo '{"type":"result","is_error":false,"result":"added src/b.py","usage":{}}'
+"""
+
+
+def test_a_step_after_a_coding_agent_in_its_worktree_reads_what_the_agent_wrote(repo, tmp_path):
+    """The agent's files are not declared paths: the step that `needs:` it hashes its inputs
+    again when the agent has run, so its record is keyed by what it read and the next run
+    is a no-op."""
+    coder = tmp_path / "claude"
+    coder.write_text(CODER)
+    coder.chmod(0o755)
+    write(repo, """\
+        amelia: 1
+        models:
+          coder: {provider: claude-code, retries: 0}
+        targets:
+          feature: {branch: feature}
+        steps:
+          implement:
+            target: feature
+            agent: {model: coder}
+            prompt: Add b().
+            output: notes/implement.md
+          check:
+            target: feature
+            needs: [implement]
+            inputs: ["src/*.py"]
+            run: cat src/*.py > all.txt
+            output: all.txt
+        """)
+    before = snapshot(repo.root)
+    env = {"CLAUDE_CODE_PATH": str(coder)}
+    repo.run("run", env=env, check=0)
+    assert "def b():" in sh(repo.root, "show", "feature:all.txt")
+    assert sorted(sh(repo.root, "show", "--name-only", "--format=", "feature").split()) == [
+        "all.txt", "notes/implement.md", "src/b.py"]
+    again = repo.run("run", env=env, check=0)
+    assert "0 ran, 2 cached" in again.stdout, again.stdout
+    assert snapshot(repo.root) == before
