@@ -119,13 +119,15 @@ def _left_to_run(root: str, step) -> str:
 def _missing_outputs(root: str, step) -> str:
     """Why the step's outputs cannot be adopted as they are on disk, or ''."""
     from .confine import Escape, check_dir, check_output
+    from .targets import fence
 
     for o in step.outputs:
         full = os.path.join(root, o.rstrip("/"))
         try:
-            check_output(root, o)
+            fenced, rel = fence(root, o)  # a target's output stays in its worktree
+            check_output(fenced, rel)
             if os.path.islink(full):
-                check_dir(root, full)
+                check_dir(fenced, full)
         except Escape as e:
             return str(e)
     missing = [o for o in step.outputs

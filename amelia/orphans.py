@@ -63,6 +63,7 @@ def remove_orphans(pipeline, store, dry_run: bool = False) -> list:
 def _remove(pipeline, store, states, declared: dict, dry_run: bool) -> list:
     from .confine import Escape, check_output
     from .runner import OutputInTheWay, remove_output
+    from .targets import fence
 
     current = {o.rstrip("/") for s in pipeline.steps for o in s.outputs}
     removed = []
@@ -79,13 +80,13 @@ def _remove(pipeline, store, states, declared: dict, dry_run: bool) -> list:
             rel = o.rstrip("/")
             full = os.path.join(pipeline.root, rel)
             try:
-                check_output(pipeline.root, o)
+                check_output(*fence(pipeline.root, o))
             except Escape:
                 continue  # never through a link out of the project
             if os.path.islink(full) or states.output_hash(rel) not in written.get(o, ()):
                 continue  # not what amelia wrote: someone's file now
             try:
-                if remove_output(pipeline.root, o, dry_run):
+                if remove_output(*fence(pipeline.root, o), dry_run):
                     removed.append(o)
             except OutputInTheWay:
                 continue

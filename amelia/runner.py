@@ -21,6 +21,7 @@ from .steps import KINDS, StepError, implementation
 from .store import Record
 from .store.objects import with_mode
 from .store.commit import GroupCommit
+from .targets import fence
 
 MAX_ENV_VALUE = 100 * 1024  # Linux caps one environment string at 128 KiB
 
@@ -176,7 +177,8 @@ def restore(ctx: RunContext, states, decision) -> tuple:
         return lost
     for p in decision.restore:
         try:
-            objects.restore(decision.outputs[p], os.path.join(ctx.root, p.rstrip("/")), ctx.root)
+            fenced, rel = fence(ctx.root, p)  # a target's output stays in its worktree
+            objects.restore(decision.outputs[p], os.path.join(fenced, rel.rstrip("/")), fenced)
         except CorruptObject as e:
             objects.quarantine(e.digest)
             return (Reason("object_corrupt", p),)
@@ -220,7 +222,7 @@ class OutputInTheWay(Exception):
 
 def remove_outputs(root: str, step, dry_run: bool = False, keep_dirs: bool = False) -> list:
     """Remove the step's declared outputs; the paths removed (or that would be)."""
-    return [o for o in step.outputs if remove_output(root, o, dry_run, keep_dirs)]
+    return [o for o in step.outputs if remove_output(*fence(root, o), dry_run, keep_dirs)]
 
 
 def remove_output(root: str, output: str, dry_run: bool = False, keep_dirs: bool = False) -> bool:
@@ -354,7 +356,7 @@ def collect_outputs(ctx: RunContext, states, step) -> dict:
         rel = o.rstrip("/")
         full = os.path.join(ctx.root, rel)
         try:
-            check_output(ctx.root, o)
+            check_output(*fence(ctx.root, o))
         except Escape as e:
             raise StepError(f"output {o}: {e}", hint=e.hint) from None
         if o.endswith("/"):

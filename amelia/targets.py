@@ -73,6 +73,17 @@ def in_worktree(target, path: str) -> str:
     return path[len(head):]
 
 
+def fence(root: str, path: str) -> tuple:
+    """(the folder a project-relative path must stay inside, the path relative to it): a
+    target's worktree for a path in one (a symlink on the branch must not lead a write into
+    the user's checkout), else the project root."""
+    if path.startswith(WORKTREES + "/"):
+        name, _, rest = path[len(WORKTREES) + 1:].partition("/")
+        if name and not name.startswith(".") and rest:
+            return worktree(root, name), rest
+    return root, path
+
+
 def shown(path: str) -> str:
     """A path for people: `docs/a.md (target docs)` rather than the store's prefix."""
     if path.startswith(WORKTREES + "/"):

@@ -332,3 +332,29 @@ def test_a_step_after_a_coding_agent_in_its_worktree_reads_what_the_agent_wrote(
     again = repo.run("run", env=env, check=0)
     assert "0 ran, 2 cached" in again.stdout, again.stdout
     assert snapshot(repo.root) == before
+
+
+def test_a_symlink_on_the_branch_never_leads_a_write_into_the_checkout(repo):
+    """The branch holds docs -> ../../../docs: from the worktree that is the user's docs/.
+    A targeted step's outputs are confined to its worktree: the step fails, and the
+    user's docs/ is not written."""
+    root = repo.root
+    (root / "docs").mkdir()
+    (root / "docs" / "api.md").write_text("the user's own\n")
+    sh(root, "add", "docs/api.md")
+    # A branch whose docs is a link, made with plumbing (the user's checkout is not touched).
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=root, input="../../../docs",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    tree = subprocess.run(["git", "mktree"], cwd=root, input=f"120000 blob {blob}\tdocs\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", *USER, "commit-tree", tree, "-m", "evil"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    sh(root, "branch", "evil", commit)
+    write(repo, DOCS.replace('author: "Doc Bot <bot@example.com>"', "base: evil")
+          .replace('inputs: ["src/*.py"]', "inputs: []").replace("grep -h def src/*.py", "echo pwned"))
+    before = snapshot(repo.root)
+    proc = repo.run("run")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "symlink" in proc.stdout and "FAILED  api" in proc.stdout
+    assert (root / "docs" / "api.md").read_text() == "the user's own\n"
+    assert snapshot(repo.root) == before

@@ -59,7 +59,12 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
 
     spec = data["git"]
     at = ctx.base + ("git",)
-    action = next(a for a in ACTIONS if a in spec)  # the schema allows exactly one
+    given = [a for a in ACTIONS if a in spec]  # the schema asks for at least one
+    action = given[0]
+    if len(given) > 1:
+        ctx.err(f"git step '{sid}' does more than one thing: {' and '.join(given)}", at + (given[1],),
+                "a git step does one thing: tag, branch or commit; split it into two steps")
+        return Resolved(None)
     ok = True
     name, found = "", []
     if action in ("tag", "branch"):
