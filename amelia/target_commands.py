@@ -94,7 +94,12 @@ def rows(pipeline, top: str) -> list:
         if w is None:
             from .targets import WORKTREES
 
-            out.append(Row(t.name, True, NOT_MADE, f"{WORKTREES}/{t.name}", t.branch, t.base, t.push))
+            from .git.worktrees import branch_head
+
+            head = branch_head(top, t.branch)  # the branch may be there without its worktree
+            sha, subject, when = head if head else ("", "", 0)
+            out.append(Row(t.name, True, NOT_MADE, f"{WORKTREES}/{t.name}", t.branch, t.base, t.push,
+                           sha=sha, subject=subject, time=when))
             continue
         state = DELETED if not w.exists else READY if w.branch == t.branch else OTHER_BRANCH
         out.append(Row(t.name, True, state, _rel(root, w.path), t.branch, t.base, t.push,

@@ -156,7 +156,8 @@ def test_prune_removes_stale_scratch_and_deleted_keeps_branches(repo):
     again = repo.run("targets", "prune", "--json", check=0)
     assert json.loads(again.stdout) == {"removed": [], "branches_kept": []}
     listing = repo.run("targets", check=0).stdout
-    assert re.search(r"^site .* not made  -$", listing, re.M) and "not in use" not in listing
+    # its worktree is gone, its branch (kept) still shows its last commit
+    assert re.search(r"^site .* not made  [0-9a-f]{7} .* init$", listing, re.M) and "not in use" not in listing
 
 
 def test_prune_json(repo):
@@ -186,3 +187,17 @@ def test_prune_takes_the_project_lock(repo):
         lock.release()
     assert "removed .amelia/worktrees/old" in r.stdout
     assert not (repo.root / ".amelia/worktrees/old").exists()
+
+
+def test_a_target_whose_branch_exists_without_its_worktree_shows_its_last_commit(tmp_path, monkeypatch):
+    from amelia.git.worktrees import branch_head
+
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    repo = tmp_path / "r"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["-c", "user.name=U", "-c", "user.email=u@x", "commit",
+                                                 "-q", "--allow-empty", "-m", "first"], ["branch", "out"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    sha, subject, when = branch_head(str(repo), "out")
+    assert len(sha) == 40 and subject == "first" and when > 0
+    assert branch_head(str(repo), "missing") is None and branch_head(str(repo), "-x") is None

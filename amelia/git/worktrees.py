@@ -413,6 +413,19 @@ def changed_files(worktree: str, since: str | None = None) -> list:
 _COMMIT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
 
 
+def branch_head(repo: str, branch: str) -> tuple | None:
+    """(sha, subject, commit time) of a local branch's last commit; None when there is no
+    such branch (or its name is not one). Reads only."""
+    if ref_problem(branch):
+        return None
+    status, out, _ = _git(_root(repo), "log", "-1", "--format=%H%x00%ct%x00%s",
+                          "--end-of-options", f"refs/heads/{branch}", "--", check=False)
+    if status != 0 or out.count("\0") < 2:
+        return None
+    sha, when, subject = out.split("\0", 2)
+    return sha, subject.strip(), int(when)
+
+
 def checkout_status(top: str) -> list:
     """The paths `git status` lists in a work tree (the user's checkout too): modified,
     added, deleted, untracked; ignored files left out. Reads only: GIT_OPTIONAL_LOCKS=0,
