@@ -60,6 +60,11 @@ def target_configs(doc, refs, root: str, err) -> dict:
             message = _message(data["commit"], refs, base + ("commit",))
             if message is None:
                 ok = False
+        other = next((n for n, t in out.items() if ok and t.branch == values.get("branch")), None)
+        if other:
+            err(f"targets '{other}' and '{name}' both commit to branch '{_shown(values['branch'])}'",
+                base + ("branch",), "a branch has one worktree: give each target its own branch")
+            ok = False
         if ok:
             out[name] = TargetConfig(name=name, branch=values["branch"], base=values.get("base", "HEAD"),
                                      commit=message, author=author, push=values.get("push", ""),
