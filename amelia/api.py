@@ -37,6 +37,7 @@ class RunOptions:
     adopt: bool = False  # record the outputs on disk as the current inputs' result; run nothing
     refresh: bool = False  # fetch the pages of URL sources again (`amelia index --refresh`)
     push: bool = False  # push a target's commit to its `push:` remote (`amelia run --push`)
+    frozen: bool = False  # amelia.lock must pin every remote recipe already; it is never written
     argv: tuple = field(default_factory=tuple)
 
 
@@ -74,11 +75,15 @@ def _digest(path: str, raw: bytes, overrides: dict) -> str:
     return h.hexdigest()
 
 
-def _overrides(params=(), models=()) -> dict:
-    """-p and --model values (and AMELIA_MODEL), as one mapping: part of the digest."""
+def _overrides(params=(), models=(), frozen: bool = False) -> dict:
+    """-p and --model values (and AMELIA_MODEL), and --frozen, as one mapping: part of the
+    digest (a frozen resolution checked amelia.lock; another may have written it)."""
     model_map = dict(parse_model_overrides(os.environ.get("AMELIA_MODEL", "")))
     model_map.update(dict(models))
-    return {"params": dict(params), "models": model_map}
+    out = {"params": dict(params), "models": model_map}
+    if frozen:
+        out["frozen"] = True
+    return out
 
 
 def parse_model_overrides(text: str) -> list:
@@ -94,7 +99,7 @@ def parse_model_overrides(text: str) -> list:
 
 
 def resolve_file(path: str, overrides: dict | None = None, raw: bytes | None = None,
-                 digest: str = "", placeholders: bool = False) -> Pipeline:
+                 digest: str = "", placeholders: bool = False, update: bool = False) -> Pipeline:
     """The full, uncached chain: parse, schema-validate, resolve, check the graph.
 
     overrides: as made by `_overrides` (params and model replacements); default none.
@@ -114,8 +119,9 @@ def resolve_file(path: str, overrides: dict | None = None, raw: bytes | None = N
     raise_all(schema.validate(loaded))
     digest = digest or _digest(path, raw, overrides)
     sources = ((path, hashlib.sha256(raw).hexdigest()),)
+    recipes = resolve.RecipeOptions(frozen=bool(overrides.get("frozen")), update=update)
     return resolve.resolve(loaded, path, overrides["params"], digest, sources,
-                           model_overrides=overrides["models"], placeholders=placeholders)
+                           model_overrides=overrides["models"], placeholders=placeholders, recipes=recipes)
 
 
 def _declares_root(raw: bytes) -> bool:
@@ -141,13 +147,13 @@ def _sources_unchanged(pipeline: Pipeline) -> bool:
     return True
 
 
-def open_project(file: str | None, params=(), create: bool = True, models=()):
+def open_project(file: str | None, params=(), create: bool = True, models=(), frozen: bool = False):
     """(Pipeline, Store): the resolved pipeline from the store's cache when the bytes match."""
     from .paths import find_root
     from .store import Store, exists
 
     path = pipeline_path(file)
-    overrides = _overrides(params, models)
+    overrides = _overrides(params, models, frozen)
     raw = _read(path)
     digest = _digest(path, raw, overrides)
     if _declares_root(raw):
@@ -189,11 +195,25 @@ def reload(store, file: str | None, params=(), models=()) -> Pipeline:
     return _cached_or_resolved(store, path, overrides, raw, digest)
 
 
-def validate(file: str | None, params=(), models=()) -> Pipeline:
+def validate(file: str | None, params=(), models=(), frozen: bool = False) -> Pipeline:
     """The file checked, resolved with the given params; params with no value at all
     get a stand-in (a check needs no values; a run does)."""
     path = pipeline_path(file)
-    return resolve_file(path, _overrides(params, models), placeholders=True)
+    return resolve_file(path, _overrides(params, models, frozen), placeholders=True)
+
+
+def lock(file: str | None, update: bool = False) -> tuple:
+    """`amelia lock`: resolve the file and its recipes, pinning every remote recipe in
+    amelia.lock (update: resolve every tag again). (lock file path, {key: entry dict})."""
+    from .include import Lock
+    from .resolve.recipes import lock_path
+
+    path = pipeline_path(file)
+    resolve_file(path, _overrides(), placeholders=True, update=update)
+    where = lock_path(path)
+    pinned = Lock.load(where) if os.path.exists(where) else None
+    entries = {k: pinned.get(k) for k in pinned.keys()} if pinned is not None else {}
+    return where, entries
 
 
 class PreviousMaterial:
@@ -264,7 +284,7 @@ def run(opts: RunOptions, out=None) -> dict:
         raise UsageError(f"--adopt and {flag} cannot be used together",
                          hint="--adopt records what is on disk and runs nothing; use it alone "
                               "(with --only to adopt some steps)")
-    pipeline, store = open_project(opts.file, opts.params, models=opts.models)
+    pipeline, store = open_project(opts.file, opts.params, models=opts.models, frozen=opts.frozen)
     try:
         if opts.dry_run or opts.check:
             return _show_plan(pipeline, store, opts, out)

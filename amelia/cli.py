@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -48,6 +49,8 @@ def _run_options(fn):
         click.option("--force-all", is_flag=True, help="Run every step."),
         click.option("--only", multiple=True, metavar="STEP", help="Only STEP and its upstream."),
         click.option("-v", "--verbose", is_flag=True, help="Also list cached steps."),
+        click.option("--frozen", is_flag=True,
+                     help="CI: refuse to run unless amelia.lock pins every remote recipe (never write it)."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -65,22 +68,22 @@ def _run_options(fn):
               help="Record the outputs on disk as the result of the current inputs; run nothing.")
 @click.option("--push", is_flag=True, help="Push each target's new commit to the target's `push:` remote.")
 @click.pass_context
-def run(ctx, file, params, models, json_, force, force_all, only, verbose, jobs, dry_run, check, wait, adopt,
-        push):
+def run(ctx, file, params, models, json_, force, force_all, only, verbose, frozen, jobs, dry_run, check, wait,
+        adopt, push):
     """Run the steps whose inputs changed."""
     fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
                   only=list(only), verbose=verbose, jobs=jobs or 0, dry_run=dry_run, check=check,
-                  wait=wait, adopt=adopt, push=push, debug=ctx.obj["debug"])
+                  wait=wait, adopt=adopt, push=push, frozen=frozen, debug=ctx.obj["debug"])
     exit_now(run_command(fields, "run", sys.argv[1:]))
 
 
 @cli.command()
 @_run_options
 @click.pass_context
-def plan(ctx, file, params, models, json_, force, force_all, only, verbose):
+def plan(ctx, file, params, models, json_, force, force_all, only, verbose, frozen):
     """Say what `run` would do, and why."""
     fields = dict(file=file, params=list(params), models=list(models), json=json_, force=list(force), force_all=force_all,
-                  only=list(only), verbose=verbose, debug=ctx.obj["debug"])
+                  only=list(only), verbose=verbose, frozen=frozen, debug=ctx.obj["debug"])
     sys.exit(run_command(fields, "plan", sys.argv[1:]))
 
 
@@ -89,18 +92,48 @@ def plan(ctx, file, params, models, json_, force, force_all, only, verbose):
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE")
 @click.option("-m", "--model", "models", multiple=True, metavar="NAME=MODEL")
 @click.option("--json", "json_", is_flag=True)
+@click.option("--frozen", is_flag=True, help="Refuse unless amelia.lock pins every remote recipe (never write it).")
 @click.pass_context
-def validate(ctx, file, params, models, json_):
+def validate(ctx, file, params, models, json_, frozen):
     """Check the pipeline file: schema, references, paths, cycles."""
     from .entry import parse_param
 
     def go():
-        pipeline = api.validate(file, tuple(parse_param(p) for p in params), _models(models))
+        pipeline = api.validate(file, tuple(parse_param(p) for p in params), _models(models), frozen)
         if json_:
             click.echo(f'{{"valid": true, "pipeline": "{pipeline.name}", "steps": {len(pipeline.steps)}}}')
         else:
             n = len(pipeline.steps)
             click.echo(f"{pipeline.file}: ok ({n} step{'s' if n != 1 else ''})")
+
+    _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@FILE_ARG
+@click.option("--update", is_flag=True, help="Resolve every recipe's tag again: move the pins on purpose.")
+@click.option("--json", "json_", is_flag=True)
+@click.pass_context
+def lock(ctx, file, update, json_):
+    """Pin every remote recipe the file includes (and theirs) in amelia.lock.
+
+    Without --update, pins already there stay; new includes are resolved and added, and
+    pins no include names any more are dropped."""
+    import json as json_mod
+
+    def go():
+        where, entries = api.lock(file, update)
+        rel = os.path.relpath(where)
+        if json_:
+            click.echo(json_mod.dumps({"lock": rel, "recipes": {k: {"url": e.url, "path": e.path, "ref": e.ref,
+                                                                     "commit": e.commit}
+                                                                 for k, e in entries.items()}}))
+            return
+        for key, e in sorted(entries.items()):
+            click.echo(f"{e.commit[:12]}  {key}")
+        n = len(entries)
+        click.echo(f"amelia: {rel} pins {n} recipe{'s' if n != 1 else ''}" if n else
+                   "amelia: the file includes no git recipe; nothing to pin")
 
     _guard(go, json_, ctx.obj["debug"])
 
@@ -489,6 +522,29 @@ def schema():
 
     with open(schema_path(), encoding="utf-8") as f:
         click.echo(f.read(), nl=False)
+
+
+@cli.command("init")
+@click.argument("directory", required=False, default=".", metavar="[DIR]")
+@click.option("-r", "--recipe", default=None, metavar="NAME",
+              help="Start from a shipped recipe (`--list` shows them).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option("--list", "list_", is_flag=True, help="List the shipped recipes, with what each does.")
+@click.pass_context
+def init_project(ctx, directory, recipe, force, list_):
+    """Start a project in DIR (default: here): amelia.yaml, prompts/, .amelia/ in .gitignore.
+
+    Without --recipe, a small pipeline (a command and an agent on the local model).
+    Never overwrites a file without --force."""
+    from . import init as init_mod
+
+    def go():
+        if list_:
+            click.echo(init_mod.render_list(), nl=False)
+            return
+        click.echo(init_mod.render(init_mod.scaffold(directory, recipe, force)), nl=False)
+
+    _guard(go, False, ctx.obj["debug"])
 
 
 @cli.command()

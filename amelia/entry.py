@@ -20,6 +20,7 @@ RUN_FLAGS = {
     "--check": ("check", False, False), "--json": ("json", False, False),
     "--wait": ("wait", False, False), "-v": ("verbose", False, False),
     "--adopt": ("adopt", False, False), "--push": ("push", False, False),
+    "--frozen": ("frozen", False, False),
     "--verbose": ("verbose", False, False), "--debug": ("debug", False, False),
 }
 

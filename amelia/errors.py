@@ -38,11 +38,15 @@ class AmeliaError(Exception):
     exit_code = EXIT_INVALID
     kind = "error"
 
-    def __init__(self, message: str, location: Location | None = None, hint: str = ""):
+    def __init__(self, message: str, location: Location | None = None, hint: str = "",
+                 included_from: str = ""):
         super().__init__(message)
         self.message = message
         self.location = location
         self.hint = hint
+        # An error in an included recipe: the include lines that brought it in, outermost
+        # first ("amelia.yaml:4 (as review)").
+        self.included_from = included_from
 
     def render(self) -> str:
         """`FILE:LINE:COL: error: message`, then key path, snippet with caret, hint."""
@@ -59,6 +63,8 @@ class AmeliaError(Exception):
             lines.append(" " * len(gutter) + pad + "^")
         if self.hint:
             lines.append(f"  hint: {self.hint}")
+        if self.included_from:
+            lines.append(f"  included from {self.included_from}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -71,6 +77,7 @@ class AmeliaError(Exception):
             "col": loc.col if loc else None,
             "path": loc.path if loc else None,
             "hint": self.hint or None,
+            **({"included_from": self.included_from} if self.included_from else {}),
         }
 
 

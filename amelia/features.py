@@ -62,7 +62,7 @@ FEATURES = {f.name: f for f in (
                                       "the step's outputs stay in the project"),
         Key(("steps", ANY, "git"), "use a `run:` step for now", kind="git"),
     )),
-    Feature("recipes", False, summary="`include:` of other pipeline files", keys=(
+    Feature("recipes", True, summary="`include:` of other pipeline files", keys=(
         Key(("include",), "recipes come in a later version of amelia; for now copy the recipe's "
                           "steps into this file"),
     )),

@@ -110,20 +110,19 @@ class RunContext:
         out = dict(step.static_vars)
         by_id = self.pipeline.by_id()
         for var in step.vars:
-            parts = var.ref.split(".")
-            if parts[0] != "steps":
+            if not var.step:
                 continue
-            path = by_id[parts[1]].outputs[0]
+            path = by_id[var.step].outputs[0]
             full = os.path.join(self.root, path)
-            whole = limit is None or parts[2] == "json"  # a JSON field is read from the whole file
+            whole = limit is None or var.field[0] == "json"  # a JSON field is read from the whole file
             try:
                 with open(full, "rb") as f:
                     raw = f.read() if whole else f.read(limit + 1)
             except OSError as e:
                 raise StepError(f"cannot read {path} for '{var.ref}': {e.strerror}") from None
             text = raw.decode("utf-8", errors="replace")
-            if parts[2] == "json":
-                text = _json_field(text, parts[3:], var.ref, path)
+            if var.field[0] == "json":
+                text = _json_field(text, list(var.field[1:]), var.ref, path)
             # The environment's limit is in bytes: count the value's UTF-8 bytes.
             if limit is not None and len(text.encode("utf-8", errors="replace")) > limit:
                 raise StepError(f"'{var.ref}' is larger than {MAX_ENV_VALUE // 1024} KiB",

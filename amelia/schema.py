@@ -240,7 +240,7 @@ def _translate(err, loaded: Loaded) -> PipelineError:
         choice = _required_choice(err.validator_value)
         if not path and choice[0] == "steps":  # a file of sources only is one too
             return PipelineError("missing required key 'steps' at the top level", loaded.source.locate(path),
-                                 _required_hint("steps") + " (or declare `sources:` only, to index documents)")
+                                 _required_hint("steps") + " (or declare `sources:` only, to index documents, or `include:` recipes)")
         keys = " or ".join(f"`{k}:`" for k in choice)
         return PipelineError(f"{_name(path)} needs {keys}", loaded.source.locate(path),
                              f"give it {keys}")

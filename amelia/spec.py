@@ -22,16 +22,21 @@ from .keys import CACHE_FORMAT_VERSION, COSMETIC_FIELDS, canonical_json  # noqa:
 # command too long to exec; a file resolved before must be checked again.
 # 6: Step.always; RunConfig.shell and depfile. 7: Pipeline.groups. 8: Step.exclude; RAG
 # sources, retrieve steps and context are resolved. 9: a source's paths are rendered in its
-# SourceConfig, as in its step's inputs. 10: git targets: Step.target, Pipeline.targets.)
-SPEC_FORMAT_VERSION = 10
+# SourceConfig, as in its step's inputs. 10: git targets: Step.target, Pipeline.targets.
+# 11: recipes: TemplateVar.step and .field.)
+SPEC_FORMAT_VERSION = 11
 
 
 @dataclass(frozen=True)
 class TemplateVar:
     """One `${{ ref }}` a step uses, and the environment variable that carries it."""
 
-    ref: str  # e.g. params.goal, steps.design.output
+    ref: str  # as written, e.g. params.goal, steps.design.output (in a recipe: its own names)
     env: str  # e.g. AMELIA_PARAM_GOAL
+    # A steps.… reference: the step's id in the pipeline (namespaced: review.critique) and
+    # the field after it (("output",) or ("json", "a", "b")); "" and () for other references.
+    step: str = ""
+    field: tuple = ()
 
 
 class _Encoded:
@@ -141,7 +146,7 @@ class Pipeline:
         d = json.loads(text)
         steps = []
         for s in d.pop("steps"):
-            s["vars"] = tuple(TemplateVar(**v) for v in s["vars"])
+            s["vars"] = tuple(TemplateVar(**{**v, "field": tuple(v.get("field") or ())}) for v in s["vars"])
             for k in ("inputs", "outputs", "needs", "data_needs", "exclude"):
                 s[k] = tuple(s[k])
             s["config"] = _Encoded(s["config"])

@@ -40,7 +40,6 @@ qdrant: {url: "http://localhost:6333"}
 agents:
   analyst: {system: hi, sources: [specs]}
 targets: {main: {branch: amelia/x}}
-include: [{recipe: r.yaml}]
 steps:
   a:
     agent: {system: hi, sources: [specs]}
@@ -58,7 +57,6 @@ def test_every_unavailable_key_is_a_located_error(tmp_path):
     errs = _errors(tmp_path, EVERY_KEY)
     got = [(e.location.path, e.message) for e in errs]
     assert got == [
-        ("include", "'include' is not available in this version of amelia"),
         ("steps.a.approve", "'approve' is not available in this version of amelia"),
     ]
     assert all(e.hint and e.location.line for e in errs)
@@ -90,7 +88,7 @@ def test_rag_keys_are_available(tmp_path):
 def test_the_registry_covers_every_key_in_the_errors():
     paths = {k.path for k in features.unavailable_keys()}
     assert ("steps", features.ANY, "approve") in paths
-    assert {("include",)} <= paths
+    assert not {("include",)} & paths
     assert not {("sources",), ("qdrant",), ("steps", features.ANY, "context"), ("targets",),
                 ("steps", features.ANY, "target"), ("steps", features.ANY, "git")} & paths
     assert features.kind_key("git") is None

@@ -437,8 +437,8 @@ def test_template_values_are_params_and_upstream_outputs_by_env_var(refs):
 
 def with_refs(step, *refs):
     """The step reading exactly these references (the env names need not be real ones)."""
-    return dataclasses.replace(step, vars=tuple(TemplateVar(r, f"V{i}") for i, r in enumerate(refs)),
-                               static_vars={})
+    return dataclasses.replace(step, vars=tuple(TemplateVar(r, f"V{i}", r.split(".")[1], tuple(r.split(".")[2:]))
+                                                for i, r in enumerate(refs)), static_vars={})
 
 
 def test_a_list_in_a_json_output_is_indexed_by_number(refs):

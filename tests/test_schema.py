@@ -165,7 +165,7 @@ def test_missing_keys():
          "start the file with `amelia: 1` (the format version)"),
         (1, 1, "", "missing required key 'steps' at the top level",
          "add a `steps:` mapping; each step runs a command or calls an agent "
-         "(or declare `sources:` only, to index documents)"),
+         "(or declare `sources:` only, to index documents, or `include:` recipes)"),
     ]
 
 

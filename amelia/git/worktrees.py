@@ -37,6 +37,7 @@ _LOCAL_ENV = (
     "GIT_INDEX_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX",
     "GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE", "GIT_COMMON_DIR",
 )
+LOCAL_ENV = _LOCAL_ENV  # public: other git callers (amelia.include) remove the same variables
 _SAFE_CONFIG = ("core.hooksPath=/dev/null", "commit.gpgsign=false", "tag.gpgsign=false",
                 "core.fsmonitor=false")
 _AUTHOR = re.compile(r"([^<>\x00-\x1f\x7f]+?) <([^<>\s\x00-\x1f\x7f]+)>")

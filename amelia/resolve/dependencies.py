@@ -23,8 +23,9 @@ def declared_needs(s, step_ids: list, err, why: dict, groups: dict | None = None
     groups = groups or {}
     names = step_ids if names is None else names
     me = s.doc.step_id(s.local)  # an instance's foreach step
-    for i, dep in enumerate(s.needs):
+    for i, written in enumerate(s.needs):
         p = s.base + (("needs", i) if isinstance(data.get("needs"), list) else ("needs",))
+        dep = s.doc.step_id(written)  # in a recipe, its own steps: `critique` is review.critique
         if dep == s.id or dep == me:
             err(f"step '{me}' needs itself", p, "remove it from `needs`")
         elif dep in groups:
@@ -33,8 +34,10 @@ def declared_needs(s, step_ids: list, err, why: dict, groups: dict | None = None
                 if (s.id, inst) not in why:  # located only if a cycle is reported
                     why[(s.id, inst)] = (f"{s.id} needs {dep}", _later(s.doc.source, p))
         elif dep not in step_ids:
-            err(f"step '{me}' needs unknown step '{dep}'", p,
-                did_you_mean(dep, names) or f"steps are: {', '.join(names)}")
+            local = [n[len(s.doc.namespace) + 1:] for n in names if n.startswith(s.doc.namespace + ".")] \
+                if s.doc.namespace else names
+            err(f"step '{s.local}' needs unknown step '{written}'", p,
+                did_you_mean(written, local) or f"steps are: {', '.join(local)}")
         else:
             needs.add(dep)
             if (s.id, dep) not in why:  # located only if a cycle is reported
@@ -84,14 +87,17 @@ def _later(source, path):
     return lambda: source.locate(path)
 
 
-def data_needs(s, refs: list, index: OutputIndex, why: dict) -> set:
+def data_needs(s, refs: list, index: OutputIndex, why: dict, step_of=None) -> set:
     """The steps whose outputs feed `s`: those it references, and those that write a
     file it reads. The link recorded for each is its first input that another step
-    writes, and the first of that step's outputs it reads."""
+    writes, and the first of that step's outputs it reads. step_of(ref): the step id a
+    `steps.…` reference names (recipes' ids hold dots), default its second part."""
     deps = set()
     for ref, loc in refs:
-        if ref.startswith("steps.") and ref.split(".")[1] != s.id:
-            dep = ref.split(".")[1]
+        if not ref.startswith("steps."):
+            continue
+        dep = step_of(ref) if step_of is not None else ref.split(".")[1]
+        if dep is not None and dep != s.id:
             deps.add(dep)
             why.setdefault((s.id, dep), (f"{s.id} uses ${{{{ {ref} }}}}", loc))
     first: dict = {}  # writer step id → (input index, output position, Shaped, output, input)

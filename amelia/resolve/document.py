@@ -30,6 +30,11 @@ class Document:
     sources: tuple = ()  # (path, sha256) of the params files it read
     params_unread: bool = False  # a params file could not be read: its names are unknown, not wrong
     overridden: frozenset = frozenset()  # param names (dotted leaves too) given with -p
+    # An included recipe: the folder its files (prompt, schema, params files) are read
+    # from, and the include lines that brought it in ("amelia.yaml:4 (as review)"); the
+    # root document reads from the project root and was included by nobody.
+    files_root: str = ""
+    included_from: str = ""
 
     @property
     def data(self) -> dict:
@@ -72,24 +77,32 @@ def project_root(data: dict, file: str, given: str | None = None) -> str:
 class Problems:
     """Every error found while resolving, each located in its document; raised at once."""
 
-    def __init__(self):
+    def __init__(self, top_file: str = ""):
         self.errors: list = []
         self._seen: set = set()
+        self.top_file = top_file  # its errors are listed first
 
-    def add(self, source, message: str, path: tuple, hint: str = "", loc=None) -> None:
+    def add(self, source, message: str, path: tuple, hint: str = "", loc=None, included_from: str = "") -> None:
         # A pipeline-wide setting (`shell:`) is read for each step: its error is said once.
         location = loc or source.locate(path)
         said = (message, location.file, location.line, location.col, location.path)
         if said not in self._seen:
             self._seen.add(said)
-            self.errors.append(PipelineError(message, location, hint))
+            self.errors.append(PipelineError(message, location, hint, included_from))
 
-    def reporter(self, doc_or_source):
-        """err(message, path, hint="", loc=None) for one document."""
+    def extend(self, errors) -> None:
+        """Errors found by another part (a recipe's YAML or schema), as they are."""
+        for e in errors:
+            self.errors.append(e)
+
+    def reporter(self, doc_or_source, included_from: str | None = None):
+        """err(message, path, hint="", loc=None) for one document (or a file's source map;
+        included_from: the include lines of a recipe's file)."""
         source = getattr(doc_or_source, "source", doc_or_source)
+        chain = getattr(doc_or_source, "included_from", "") if included_from is None else included_from
 
         def err(message: str, path: tuple, hint: str = "", loc=None) -> None:
-            self.add(source, message, path, hint, loc)
+            self.add(source, message, path, hint, loc, chain)
         return err
 
     def __len__(self) -> int:
@@ -97,5 +110,9 @@ class Problems:
 
     def raise_all(self) -> None:
         """All errors found so far, in file order."""
-        self.errors.sort(key=lambda e: (e.location.line, e.location.col) if e.location else (0, 0))
+        files: dict = {self.top_file: 0}  # the top file, then the others as their errors were found
+        for e in self.errors:
+            files.setdefault(e.location.file if e.location else "", len(files))
+        self.errors.sort(key=lambda e: (files[e.location.file], e.location.line, e.location.col)
+                         if e.location else (0, 0, 0))
         raise_all(self.errors)

@@ -53,7 +53,8 @@ def _type_ok(ptype: str | None, value) -> bool:
     return isinstance(value, _PY_TYPES[ptype])
 
 
-def param_values(data: dict, overrides: dict, placeholders: bool, err, from_files: dict | None = None) -> dict:
+def param_values(data: dict, overrides: dict, placeholders: bool, err, from_files: dict | None = None,
+                 given: dict | None = None) -> dict:
     """name → value of each param a document declares, and of each its params files give.
 
     overrides: name → raw `-p` text (the root document's; an include's `with:` later); a
@@ -83,6 +84,7 @@ def param_values(data: dict, overrides: dict, placeholders: bool, err, from_file
                     did_you_mean(str(default), [str(v) for v in spec["enum"]]) or
                     "one of: " + ", ".join(map(str, spec["enum"])))
             values[name] = default
+    values.update(given or {})  # an include's `with:`: typed and checked already (include.bind)
     for name, raw in overrides.items():
         if name not in declared:
             known = list(declared) + list(from_files)

@@ -89,11 +89,13 @@ class References:
                         "list it under `env:` at the top of the file to let templates read it"
                         if name else "use env.NAME")
         elif root == "steps":
-            if len(parts) > 2 and parts[1] in self.groups:
-                return (f"step '{parts[1]}' is a foreach: '{ref}' names no one output",
+            sid, at = step_of(parts, self.doc.namespace, list(step_ids) + list(self.groups))
+            if sid is not None and len(parts) > at and sid in self.groups:
+                name = ".".join(parts[1:at])
+                return (f"step '{name}' is a foreach: '{ref}' names no one output",
                         f"it writes one output per item; read its files by a glob in `inputs` "
-                        f"(each instance is a dependency), or `needs: [{parts[1]}]` to wait for all")
-            return _step_problem(ref, parts, step_ids, outputs_of, self_id)
+                        f"(each instance is a dependency), or `needs: [{name}]` to wait for all")
+            return _step_problem(ref, parts, step_ids, outputs_of, self_id, self.doc.namespace)
         elif root == "name" and len(parts) != 1:
             return f"unknown reference '{ref}'", "use ${{ name }}"
         elif root == "context" and len(parts) != 1:
@@ -145,20 +147,38 @@ class References:
         return json.dumps(value, sort_keys=parts[1] in self.doc.file_params)
 
 
-def _step_problem(ref: str, parts: list, step_ids, outputs_of, self_id=None):
+def step_of(parts: list, namespace: str, step_ids) -> tuple:
+    """(the step's id in the pipeline, the index of the field in parts) of a `steps.…`
+    reference written in a document with that namespace: `steps.review.critique.output`
+    names step `review.critique` (the longest name that is a step wins); in a recipe
+    included as `review`, `steps.critique.output` does. (None, 2) when none matches."""
+    ids = step_ids if isinstance(step_ids, (set, frozenset, dict)) else set(step_ids)
+    for at in range(len(parts) - 1, 1, -1):
+        name = ".".join(parts[1:at])
+        sid = f"{namespace}.{name}" if namespace else name
+        if sid in ids:
+            return sid, at
+    return None, 2
+
+
+def _step_problem(ref: str, parts: list, step_ids, outputs_of, self_id=None, namespace=""):
     if len(parts) < 3:
         return f"'{ref}' names no field", "use steps.ID.output or steps.ID.json.FIELD"
-    sid, field = parts[1], parts[2]
+    sid, at = step_of(parts, namespace, step_ids)
+    if sid is None:
+        sid, at = parts[1], 2
+        local = list(step_ids) if not namespace else [i[len(namespace) + 1:] for i in step_ids
+                                                       if i.startswith(namespace + ".")]
+        return (f"unknown step '{sid}' in '{ref}'",
+                did_you_mean(sid, local) or f"steps are: {', '.join(local)}")
+    field = parts[at] if len(parts) > at else ""
     if sid == self_id:
         # Its output does not exist before it runs (or is the last run's, which is stale).
-        return (f"step '{sid}' reads its own output through '{ref}'",
+        return (f"step '{'.'.join(parts[1:at])}' reads its own output through '{ref}'",
                 "a step cannot read what it is about to write; to name the file it writes, "
                 "write the path itself")
-    if sid not in step_ids:
-        return (f"unknown step '{sid}' in '{ref}'",
-                did_you_mean(sid, step_ids) or f"steps are: {', '.join(step_ids)}")
-    if field not in ("output", "json") or (field == "output" and len(parts) > 3) or (
-            field == "json" and len(parts) < 4):
+    if field not in ("output", "json") or (field == "output" and len(parts) > at + 1) or (
+            field == "json" and len(parts) < at + 2):
         return (f"'{ref}' is not a step field",
                 did_you_mean(field, ("output", "json")) or "use steps.ID.output or steps.ID.json.FIELD")
     if sid in outputs_of and (len(outputs_of[sid]) != 1 or outputs_of[sid][0].endswith("/")):
