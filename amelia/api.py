@@ -248,8 +248,9 @@ def make_plan(pipeline: Pipeline, store, force=(), force_all=False, only=()):
 
 
 def step_ids(pipeline: Pipeline, names) -> tuple:
-    """Step ids named on the command line: an id, or a foreach step's name for all of its
-    instances (`compile` → `compile[main]`, `compile[util]`, …)."""
+    """Step ids named on the command line: an id, a foreach step's name for all of its
+    instances (`compile` → `compile[main]`, `compile[util]`, …), or a recipe's namespace
+    for all of its steps (`review` → `review.draft`, `review.critique`)."""
     by_id = pipeline.by_id()
     out = []
     for name in names:
@@ -257,6 +258,8 @@ def step_ids(pipeline: Pipeline, names) -> tuple:
             out.append(name)
             continue
         group = [sid for sid in by_id if sid.startswith(name + "[")]
+        if not group:  # an included recipe's namespace: `--only review` is every step of it
+            group = [sid for sid in by_id if sid.startswith(name + ".")]
         if not group and name not in pipeline.groups:  # a foreach step may have no instances
             from .errors import did_you_mean
 

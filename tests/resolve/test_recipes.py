@@ -187,3 +187,11 @@ def test_a_lock_entry_no_include_names_fails_a_frozen_run(project, tmp_path):
     proc = project.run("run", "--frozen")
     assert proc.returncode == 2
     assert "not in amelia.lock" in proc.stderr or "no include names" in proc.stderr
+
+
+def test_a_namespace_on_the_command_line_names_every_step_of_the_recipe(project):
+    write(project.root, "recipes/review.yaml", REVIEW)
+    write(project.root, "amelia.yaml", TOP)
+    out = project.run("run", "--only", "second", check=0).stdout
+    assert "second.draft" in out and "second.critique" in out
+    assert "review." not in out and "final" not in out
