@@ -121,7 +121,14 @@ class _Resolution:
             doc_targets = target_configs(doc, refs, self.root, err)
             if doc.namespace:  # a recipe's targets are namespaced as its steps are
                 doc_targets = {n: dataclasses.replace(t, name=doc.step_id(n)) for n, t in doc_targets.items()}
-            targets.update((t.name, t) for t in doc_targets.values())
+            for local_name, t in doc_targets.items():
+                other = next((o for o in targets.values() if o.branch == t.branch), None)
+                if other is not None:  # in another document: one branch, one worktree
+                    err(f"target '{local_name}' commits to branch '{t.branch}', as target '{other.name}' does",
+                        ("targets", local_name, "branch"),
+                        "a branch has one worktree: give each target its own branch (a recipe's "
+                        "branch can come from a param, e.g. branch: ${{ params.branch }})")
+                targets[t.name] = t
             in_repo = None  # looked up once, when a step names a target
             for local, data in doc.steps().items():
                 items, listings = expand(data, ("steps", local), self.root, refs, err)
