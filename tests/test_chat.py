@@ -76,6 +76,16 @@ class Terminal:
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
 
+    def wait_for_line_editing(self, timeout: float = 10.0) -> None:
+        """Until readline has the terminal (canonical mode off). The prompt shows a moment
+        before that on a busy machine, and a Ctrl-C typed then may be lost in the switch:
+        a person would press it again, a test waits instead."""
+        import termios
+
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ICANON and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def _read(self, timeout: float) -> bool:
         ready, _, _ = select.select([self.master], [], [], timeout)
         if not ready:
@@ -180,6 +190,7 @@ def test_two_turns_streamed_with_their_cost_then_exit(chat_project, oai, termina
 def test_ctrl_c_at_the_prompt_exits_130_without_a_traceback(chat_project, terminal):
     t = terminal(chat_project.root)
     t.expect("> ")
+    t.wait_for_line_editing()
     t.type("\x03")
     assert t.wait() == 130
     assert "Traceback" not in t.seen and "KeyboardInterrupt" not in t.seen
