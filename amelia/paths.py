@@ -314,13 +314,19 @@ def _is_dir(st) -> bool:
 def find_root(pipeline_file: str) -> str:
     """The git work tree holding the file, else the file's own directory."""
     d = os.path.dirname(os.path.abspath(pipeline_file))
-    probe = d
+    return git_top(d) or d
+
+
+def git_top(folder: str) -> str | None:
+    """The nearest folder at or above `folder` holding a `.git` (a folder, or a worktree's
+    file): the top of its git work tree, found without running git; None outside one."""
+    probe = os.path.abspath(folder)
     while True:
         if os.path.exists(os.path.join(probe, ".git")):
             return probe
         parent = os.path.dirname(probe)
         if parent == probe:
-            return d
+            return None
         probe = parent
 
 
@@ -330,3 +336,15 @@ def file_name(step_id: str) -> str:
     if safe == step_id:
         return safe
     return f"{safe}-{hashlib.sha256(step_id.encode()).hexdigest()[:8]}"
+
+
+def ignored_folder(store_dir: str, name: str, what: str) -> str:
+    """`<store>/<name>`, made with a .gitignore of its own (`*`) so that the user's
+    `git status` never lists what Amelia keeps there, even without the store's."""
+    base = os.path.join(os.path.realpath(store_dir), name)
+    os.makedirs(base, exist_ok=True)
+    ignore = os.path.join(base, ".gitignore")
+    if not os.path.exists(ignore):
+        with open(ignore, "w") as f:
+            f.write(f"# {what}\n*\n")
+    return base

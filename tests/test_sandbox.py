@@ -53,12 +53,9 @@ steps:
     output: build/edit.md
 """
 
+from gitrepo import git, isolate, plant_hooks, snapshot
+
 HOOKS = ("pre-commit", "commit-msg", "post-commit", "post-checkout", "pre-push")
-
-
-def git(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
 
 
 def files(root: Path) -> dict:
@@ -73,18 +70,13 @@ def files(root: Path) -> dict:
 
 
 def state(root: Path) -> dict:
-    return {"status": git(root, "status", "--porcelain", "--untracked-files=all"),
-            "head": git(root, "rev-parse", "HEAD"), "branch": git(root, "symbolic-ref", "HEAD"),
-            "index": git(root, "ls-files", "-s"), "staged": git(root, "diff", "--cached"),
-            "stash": git(root, "stash", "list"), "files": files(root)}
+    return {**snapshot(root), "files": files(root)}
 
 
 @pytest.fixture
 def repo(project, tmp_path, monkeypatch):
     """The project is a user's repository mid-work; checked unchanged after the test."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for v in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(v, raising=False)
+    isolate(monkeypatch, identity=False)
     root = project.root
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "User")
@@ -101,10 +93,7 @@ def repo(project, tmp_path, monkeypatch):
     project.write("README.md", "hello\nmy edit, not staged\n")
     project.write("draft.md", "my draft\n")  # untracked
     marks = tmp_path / "hook-ran"
-    for hook in HOOKS:
-        h = root / ".git" / "hooks" / hook
-        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
-        h.chmod(0o755)
+    plant_hooks(root, marks, HOOKS)
     before = state(root)
     yield project
     assert state(root) == before, "the user's checkout changed"

@@ -12,33 +12,19 @@ from pathlib import Path
 
 import pytest
 
-USER = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
-
-
-def sh(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+from gitrepo import USER, git as sh, git_nohooks, isolate, plant_hooks
+from gitrepo import snapshot as checkout
 
 
 def snapshot(repo: Path) -> dict:
-    return {
-        "status": sh(repo, "status", "--porcelain", "--untracked-files=all"),
-        "head": sh(repo, "rev-parse", "HEAD"),
-        "branch": sh(repo, "symbolic-ref", "HEAD"),
-        "stash": sh(repo, "stash", "list"),
-        "index": sh(repo, "ls-files", "-s"),
-        "staged": sh(repo, "diff", "--cached"),
-        "diff": sh(repo, "diff"),
-        "src": (repo / "src" / "a.py").read_text(),
-    }
+    return {**checkout(repo), "src": (repo / "src" / "a.py").read_text()}
 
 
 @pytest.fixture
 def repo(project, tmp_path, monkeypatch):
     """The user's repository mid-work (a stash, a staged change, an unstaged edit, an
     untracked file, hooks that leave a mark); checked unchanged after each test."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for v in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(v, raising=False)
+    isolate(monkeypatch, identity=False)
     root = project.root
     sh(root, "init", "-q", "-b", "main")
     (root / "src").mkdir()
@@ -54,10 +40,7 @@ def repo(project, tmp_path, monkeypatch):
     (root / "src" / "a.py").write_text("def a():\n    return 2  # not committed\n")
     (root / "untracked.txt").write_text("mine\n")
     marks = tmp_path / "hook-ran"
-    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "pre-push"):
-        h = root / ".git" / "hooks" / hook
-        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
-        h.chmod(0o755)
+    plant_hooks(root, marks)
     project.marks = marks
     yield project
     assert not marks.exists(), f"a hook of the user's repo ran: {marks.read_text()}"
@@ -235,7 +218,7 @@ def test_a_project_in_a_folder_of_the_repository_commits_there(repo):
         """))
     sh(repo.root, "add", "app/amelia.yaml")
     # the worktree starts from HEAD: it has app/ (the test's commit runs no hook of the repo)
-    sh(repo.root, *USER, "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "app")
+    git_nohooks(repo.root, *USER, "commit", "-q", "-m", "app")
     before = snapshot(repo.root)
     subprocess.run([sys.executable, "-m", "amelia", "run"], cwd=app, check=True, capture_output=True)
     assert sh(repo.root, "show", "--name-only", "--format=", "app-docs").split() == ["app/where.txt"]
@@ -272,8 +255,8 @@ def test_a_run_killed_before_its_commit_is_committed_by_the_next_one(repo):
     wt = repo.root / ".amelia" / "worktrees" / "docs"
     # As if the run had been killed after the step and before the commit: the output is in
     # the worktree, the branch does not have it, and the marker says a commit is due.
-    sh(wt, "reset", "-q", "--soft", "HEAD~1")
-    sh(wt, "reset", "-q")
+    git_nohooks(wt, "reset", "-q", "--soft", "HEAD~1")
+    git_nohooks(wt, "reset", "-q")
     (repo.root / ".amelia" / "worktrees" / ".commit-pending").write_text("")
     proc = repo.run("run", check=0)
     assert "0 ran, 1 cached" in proc.stdout and "commit  target:docs" in proc.stdout
@@ -343,13 +326,10 @@ def test_a_symlink_on_the_branch_never_leads_a_write_into_the_checkout(repo):
     (root / "docs" / "api.md").write_text("the user's own\n")
     sh(root, "add", "docs/api.md")
     # A branch whose docs is a link, made with plumbing (the user's checkout is not touched).
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=root, input="../../../docs",
-                          capture_output=True, text=True, check=True).stdout.strip()
-    tree = subprocess.run(["git", "mktree"], cwd=root, input=f"120000 blob {blob}\tdocs\n",
-                          capture_output=True, text=True, check=True).stdout.strip()
-    commit = subprocess.run(["git", *USER, "commit-tree", tree, "-m", "evil"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout.strip()
-    sh(root, "branch", "evil", commit)
+    blob = git_nohooks(root, "hash-object", "-w", "--stdin", input="../../../docs").strip()
+    tree = git_nohooks(root, "mktree", input=f"120000 blob {blob}\tdocs\n").strip()
+    commit = git_nohooks(root, *USER, "commit-tree", tree, "-m", "evil").strip()
+    git_nohooks(root, "branch", "evil", commit)
     write(repo, DOCS.replace('author: "Doc Bot <bot@example.com>"', "base: evil")
           .replace('inputs: ["src/*.py"]', "inputs: []").replace("grep -h def src/*.py", "echo pwned"))
     before = snapshot(repo.root)

@@ -144,14 +144,10 @@ def _listing(root: str) -> list:
 
 
 def _store(store_dir: str) -> str:
-    """`<store>/worktrees`, made with a .gitignore so the user's `git status` never lists it."""
-    base = os.path.join(os.path.realpath(store_dir), "worktrees")
-    os.makedirs(base, exist_ok=True)
-    ignore = os.path.join(base, ".gitignore")
-    if not os.path.exists(ignore):
-        with open(ignore, "w") as f:
-            f.write("# amelia's worktrees (git targets)\n*\n")
-    return base
+    """`<store>/worktrees`, with a .gitignore so the user's `git status` never lists it."""
+    from ..paths import ignored_folder
+
+    return ignored_folder(store_dir, "worktrees", "amelia's worktrees (git targets)")
 
 
 def _unregister(root: str, path: str) -> None:

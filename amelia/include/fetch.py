@@ -97,13 +97,9 @@ def _checked(ref) -> RecipeRef:
 
 def _recipes_dir(store_dir: str) -> str:
     """`<store>/recipes`, with a .gitignore so `git status` never lists the mirrors."""
-    base = os.path.join(os.path.realpath(store_dir), "recipes")
-    os.makedirs(base, exist_ok=True)
-    ignore = os.path.join(base, ".gitignore")
-    if not os.path.exists(ignore):
-        with open(ignore, "w") as f:
-            f.write("# amelia's copies of remote recipes\n*\n")
-    return base
+    from ..paths import ignored_folder
+
+    return ignored_folder(store_dir, "recipes", "amelia's copies of remote recipes")
 
 
 def _init(mirror: str) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 
 from ..errors import did_you_mean
+from ..paths import git_top
 from ..git.refs import author_problem, base_problem, ref_problem, remote_problem, target_name_problem
 from ..spec import TargetConfig
 from ..targets import RUN_REFS
@@ -108,23 +109,12 @@ def check_step_target(s, targets: dict, declared: dict, in_repo: bool, err) -> s
 
 def in_git_repo(root: str) -> bool:
     """A `.git` (folder or file) in the root or a folder above it: no git call."""
-    return _repo_top(root) is not None
-
-
-def _repo_top(root: str) -> str | None:
-    d = os.path.abspath(root)
-    while True:
-        if os.path.exists(os.path.join(d, ".git")):
-            return d
-        parent = os.path.dirname(d)
-        if parent == d:
-            return None
-        d = parent
+    return git_top(root) is not None
 
 
 def _subdir(root: str) -> str:
     """The project root's folder in its repository: "" at the top, else "app/"."""
-    top = _repo_top(root)
+    top = git_top(root)
     if top is None:
         return ""
     rel = os.path.relpath(os.path.realpath(root), os.path.realpath(top)).replace(os.sep, "/")

@@ -13,35 +13,16 @@ from amelia.git import BadName, BranchInUse, GitProblem, MissingBase, NotAReposi
 from amelia.git.worktrees import (commit_paths, create_branch, create_tag, ensure_worktree,
                                   head_sha)
 
-USER = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
+from gitrepo import USER, git as sh, isolate, plant_hooks, snapshot
+
 HOSTILE = ("--upload-pack=touch x", "-b", "a..b", "../../.git/hooks/x", "a\nb", "HEAD", "x.lock")
-
-
-def sh(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
-
-
-def snapshot(repo: Path) -> dict:
-    return {
-        "status": sh(repo, "status", "--porcelain", "--untracked-files=all"),
-        "head": sh(repo, "rev-parse", "HEAD"),
-        "branch": sh(repo, "symbolic-ref", "HEAD"),
-        "stash": sh(repo, "stash", "list"),
-        "index": sh(repo, "ls-files", "-s"),
-        "staged": sh(repo, "diff", "--cached"),
-        "diff": sh(repo, "diff"),
-    }
 
 
 @pytest.fixture
 def user_repo(tmp_path, monkeypatch):
     """A user's repository mid-work (a stash, a staged change, an edit, an untracked file)
     with hooks that leave a mark if they run."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for v in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-              "EMAIL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(v, raising=False)
+    isolate(monkeypatch)
     repo = tmp_path / "project"
     repo.mkdir()
     sh(repo, "init", "-q", "-b", "main")
@@ -57,10 +38,7 @@ def user_repo(tmp_path, monkeypatch):
     (repo / "README.md").write_text("edited, not staged\n")
     (repo / "untracked.txt").write_text("mine\n")
     marks = tmp_path / "hook-ran"
-    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "reference-transaction"):
-        h = repo / ".git" / "hooks" / hook
-        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
-        h.chmod(0o755)
+    plant_hooks(repo, marks, ("pre-commit", "commit-msg", "post-commit", "post-checkout", "reference-transaction"))
     before = snapshot(repo)
     yield repo
     assert snapshot(repo) == before, "the user's checkout changed"

@@ -4,7 +4,6 @@ checked untouched (status, HEAD, branch, index, stash) after every test."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,36 +12,19 @@ from amelia.git import BadName, BranchInUse, GitProblem, MissingBase
 from amelia.git.worktrees import (changed_files, commit_paths, discard_scratch, ensure_worktree,
                                   list_worktrees, prune, push, repo_root, scratch_worktree)
 
-USER = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
-
-
-def sh(cwd, *args, env=None) -> str:
-    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True,
-                       env=env)
-    return r.stdout
+from gitrepo import USER, git as sh, isolate, plant_hooks
+from gitrepo import snapshot as checkout
 
 
 def snapshot(repo: Path) -> dict:
-    return {
-        "status": sh(repo, "status", "--porcelain", "--untracked-files=all"),
-        "head": sh(repo, "rev-parse", "HEAD"),
-        "branch": sh(repo, "symbolic-ref", "HEAD"),
-        "stash": sh(repo, "stash", "list"),
-        "index": sh(repo, "ls-files", "-s"),
-        "staged": sh(repo, "diff", "--cached"),
-        "diff": sh(repo, "diff"),
-        "readme": (repo / "README.md").read_text(),
-    }
+    return {**checkout(repo), "readme": (repo / "README.md").read_text()}
 
 
 @pytest.fixture
 def user_repo(tmp_path, monkeypatch):
     """A user's repository mid-work: a stash, a staged change, an edit, an untracked file,
     and hooks that would leave a mark if they ran."""
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for v in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-              "EMAIL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(v, raising=False)
+    isolate(monkeypatch)
     repo = tmp_path / "project"
     repo.mkdir()
     sh(repo, "init", "-q", "-b", "main")
@@ -58,10 +40,7 @@ def user_repo(tmp_path, monkeypatch):
     (repo / "README.md").write_text("edited, not staged\n")
     (repo / "untracked.txt").write_text("mine\n")
     marks = tmp_path / "hook-ran"
-    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "pre-push"):
-        h = repo / ".git" / "hooks" / hook
-        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
-        h.chmod(0o755)
+    plant_hooks(repo, marks, ("pre-commit", "commit-msg", "post-commit", "post-checkout", "pre-push"))
     before = snapshot(repo)
     yield repo
     assert snapshot(repo) == before, "the user's checkout changed"

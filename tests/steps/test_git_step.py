@@ -24,28 +24,13 @@ from amelia.steps import StepError
 from amelia.steps import git as git_kind
 from amelia.store import Store
 
-USER = ["-c", "user.name=User", "-c", "user.email=user@example.com"]
+from gitrepo import USER, git as sh, isolate, plant_hooks, snapshot
+
 HOSTILE = ("--upload-pack=touch x", "-b", "a..b", "../../.git/hooks/x", "a\\nb")
-
-
-def sh(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=True).stdout
 
 
 def rev(repo, ref) -> str:
     return sh(repo, "rev-parse", "--verify", ref + "^{commit}").strip()
-
-
-def snapshot(repo: Path) -> dict:
-    return {
-        "status": sh(repo, "status", "--porcelain", "--untracked-files=all"),
-        "head": sh(repo, "rev-parse", "HEAD"),
-        "branch": sh(repo, "symbolic-ref", "HEAD"),
-        "stash": sh(repo, "stash", "list"),
-        "index": sh(repo, "ls-files", "-s"),
-        "diff": sh(repo, "diff"),
-    }
 
 
 class Repo:
@@ -74,10 +59,7 @@ class Repo:
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for v in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-              "EMAIL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
-        monkeypatch.delenv(v, raising=False)
+    isolate(monkeypatch)
     root = tmp_path / "proj"
     root.mkdir()
     sh(root, "init", "-q", "-b", "main")
@@ -90,10 +72,7 @@ def repo(tmp_path, monkeypatch):
     sh(root, "add", "staged.txt")
     (root / "README.md").write_text("edited, not staged\n")
     marks = tmp_path / "hook-ran"
-    for hook in ("pre-commit", "commit-msg", "post-commit", "post-checkout", "reference-transaction"):
-        h = root / ".git" / "hooks" / hook
-        h.write_text(f"#!/bin/sh\necho {hook} >> '{marks}'\n")
-        h.chmod(0o755)
+    plant_hooks(root, marks, ("pre-commit", "commit-msg", "post-commit", "post-checkout", "reference-transaction"))
     r = Repo(root, marks)
     yield r
     if r.before is not None:
