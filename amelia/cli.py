@@ -190,33 +190,16 @@ def _store_for(file):
 
 
 def _history_store(file):
-    """The project's store for history and cache commands: from FILE, from amelia.yaml
-    here, or else the project (git work tree) around the current directory."""
-    import os
+    """The project's store for history and cache commands (runref.history_store)."""
+    from .runref import history_store
 
-    from .paths import find_root
-    from .store import Store, exists
-
-    if file or os.path.exists(api.DEFAULT_FILE):
-        return _store_for(file)[1]
-    root = find_root(os.path.join(os.getcwd(), api.DEFAULT_FILE))
-    if not exists(root):
-        raise UsageError("no runs yet in this project", hint="run `amelia run` first")
-    return Store(root)
+    return history_store(file)
 
 
 def _find_run(store, ref: str) -> str:
-    ids = store.history.run_ids()
-    if ref == "last":
-        if not ids:
-            raise UsageError("no runs yet", hint="run `amelia run` first")
-        return ids[0]
-    matches = [i for i in ids if i.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise UsageError(f"no run '{ref}'", hint="`amelia runs` lists them")
-    raise UsageError(f"run id '{ref}' is ambiguous ({len(matches)} runs)", hint="give more characters")
+    from .runref import find_run
+
+    return find_run(store, ref)
 
 
 @cli.command()
@@ -259,6 +242,23 @@ def show(ctx, run_ref, file, json_):
         click.echo(to_json(run_) if json_ else show_text(run_), nl=False)
 
     _guard(go, json_, ctx.obj["debug"])
+
+
+@cli.command()
+@click.argument("run_ref", metavar="[RUN]", default="last")
+@click.option("-o", "--output", "out", default=None, metavar="FILE",
+              help="Where to write it (default: .amelia/reports/RUN.html).")
+@click.option("-f", "--file", default=None, help="Pipeline file.")
+@click.pass_context
+def report(ctx, run_ref, out, file):
+    """Write one run as a self-contained HTML page; prints its path.
+
+    RUN is an id, a unique prefix, or `last` (the default). The page shows the step graph
+    with each step's state, reason, time, tokens, cost, model, output and log tail; it
+    loads nothing, so it opens offline and can be sent as one file."""
+    from .report import write_report
+
+    _guard(lambda: click.echo(write_report(file, run_ref, out)), False, ctx.obj["debug"])
 
 
 def _attach_git(store, run_: dict) -> None:
@@ -513,6 +513,22 @@ def watch(ctx, file, params, models, jobs, debounce_ms, json_, verbose):
         return watch_main(opts)
 
     exit_now(_guard(go, json_, ctx.obj["debug"]))
+
+
+@cli.command()
+@FILE_ARG
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free one; the URL printed shows it).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback is reachable by others (a warning says so).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Steps at once in runs started from the ui (default: number of cores).")
+@click.pass_context
+def ui(ctx, file, port, host, jobs):
+    """Serve the live dashboard: pipelines, runs, the DAG, outputs, cost (until Ctrl-C)."""
+    from .ui import serve
+
+    exit_now(_guard(lambda: serve(file, host, port, jobs or 0), False, ctx.obj["debug"]))
 
 
 @cli.command()

@@ -538,3 +538,13 @@ def test_delete_file_states(db):
     db.delete_file_states(["a", "not-there"])
     db.delete_file_states([])
     assert set(db.file_states()) == {"b"}
+
+
+def test_an_atomic_write_has_the_permissions_open_would_give(tmp_path):
+    """mkstemp makes 0600 files: an agent's output or a report is the user's file like any other."""
+    from amelia import atomic
+
+    atomic.write_text(str(tmp_path / "a.md"), "x")
+    with open(tmp_path / "b.md", "w") as f:  # what a plain open() gives under this umask
+        f.write("x")
+    assert (tmp_path / "a.md").stat().st_mode & 0o777 == (tmp_path / "b.md").stat().st_mode & 0o777
