@@ -10,6 +10,7 @@ Routes
     GET  /events                   server-sent events: the live run's engine events
     POST /api/runs {"file": NAME}  start a run of a listed pipeline (202; 409 when busy)
     POST /api/runs/current/cancel  cancel it
+    /chat, /api/chat…              the chat page and its answers: amelia/web/chat.py
 
 Safety (DESIGN §11): every POST needs the per-process token (header X-Amelia-Token, which
 only a page served here knows) and no foreign Origin; every request needs a Host naming
@@ -38,6 +39,7 @@ KEEPALIVE = 15.0  # seconds between SSE comments: a dead listener is found withi
 HEALTH_TTL = 30.0  # doctor's checks are kept this long (they hash every object)
 RUNS_SHOWN = 30
 MAX_BODY = 64 * 1024
+CHAT_LINK = '<nav class="pages" aria-label="Pages"><a href="/chat">Chat with the project\'s models</a></nav>'
 HEADERS = {  # on every response
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -71,6 +73,9 @@ class Ui:
         self.script = _script()
         self.health: tuple = (0.0, None)
         self.health_lock = threading.Lock()
+        from .chat import ChatControl  # the chat page's answers (amelia/web/chat.py)
+
+        self.chats = ChatControl(project, self.control.busy)
 
     # -- who may call ---------------------------------------------------------------------
     def host_allowed(self, host_header: str) -> bool:
@@ -225,7 +230,8 @@ def make_app(ui: Ui):
                 states = _last_states(ui, pipeline, runs)
                 sources = _sources(ui, pipeline)
         live = f'<div id="live" data-page="dashboard" data-pipeline="{esc(chosen.name if chosen else "")}"></div>'
-        body = live + dashboard.body(project.root, refs, chosen, pview, states, error, runs, models, sources)
+        body = live + CHAT_LINK + dashboard.body(project.root, refs, chosen, pview, states, error, runs, models,
+                                                 sources)
         return html_page(f"amelia ui · {os.path.basename(project.root)}", body)
 
     async def home(request: Request):
@@ -377,6 +383,9 @@ def make_app(ui: Ui):
         Route("/api/health", api_health),
         Route("/events", events),
     ]
+    from .chat import routes as chat_routes  # /chat and its API (amelia/web/chat.py)
+
+    routes += chat_routes(ui)
     return Guard(Starlette(routes=routes), ui)
 
 
@@ -488,6 +497,7 @@ class UiServer:
         """Cancel the run (its steps stop as on Ctrl-C), end the listeners' streams, stop
         serving; idempotent."""
         self.ui.control.stop()
+        self.ui.chats.stop()  # answers being written end (not kept), their threads joined
         self.ui.broker.close()
         if self.server is not None:
             self.server.should_exit = True
