@@ -150,14 +150,22 @@ def show_text(run) -> str:
             if changes:
                 lines += _changes_lines(changes)
     for c in run.get("commits") or ():
-        if c.get("error"):
-            lines.append(f"commit   target:{escape_line(c['target'])}  failed: {safe(c['error'])}")
-        elif c.get("commit"):
-            n = len(c.get("files") or ())
-            lines.append(f"commit   target:{escape_line(c['target'])}  {c['commit'][:10]} on "
-                         f"{escape_line(c['branch'])} ({n} file{'s' if n != 1 else ''}"
-                         f"{', pushed' if c.get('pushed') else ''})")
+        text = commit_words(c)
+        if text:
+            lines.append(f"commit   target:{escape_line(c['target'])}  {safe(text)}")
     return "\n".join(lines) + "\n"
+
+
+def commit_words(c: dict) -> str | None:
+    """A target's commit in a run (a target_committed event as a dict) for people:
+    `3f2a1c9e04 on amelia/docs (1 file, pushed)`; None when nothing changed."""
+    if c.get("error"):
+        return f"commit failed: {c['error']}"
+    if not c.get("commit"):
+        return f"pushed {c.get('branch', '')} (nothing new to commit)" if c.get("pushed") else None
+    n = len(c.get("files") or ())
+    return (f"{str(c['commit'])[:10]} on {c.get('branch', '')} ({n} file{'s' if n != 1 else ''}"
+            f"{', pushed' if c.get('pushed') else ''})")
 
 
 def _changes_lines(changes: dict, limit: int = 10) -> list:

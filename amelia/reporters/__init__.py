@@ -173,13 +173,9 @@ class LogFileReporter:
 
 def commit_summary(e) -> str | None:
     """One line for a target's commit; None when nothing changed (said only when verbose)."""
-    if e.error:
-        return f"commit failed: {e.error}"
-    if not e.commit:
-        return f"pushed {e.branch} (nothing new to commit)" if e.pushed else None
-    n = len(e.files)
-    pushed = ", pushed" if e.pushed else ""
-    return f"{e.commit[:10]} on {e.branch} ({n} file{'s' if n != 1 else ''}{pushed})"
+    from ..render import commit_words
+
+    return commit_words(e.to_dict())
 
 
 def index_summary(e) -> str:

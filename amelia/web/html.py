@@ -272,16 +272,10 @@ def dag_of(steps: list) -> str:
 def _commits(commits: list) -> str:
     if not commits:
         return ""
-    items = []
-    for c in commits:
-        target = esc(c.get("target", ""))
-        if c.get("error"):
-            items.append(f"<li>target <code>{target}</code>: failed: {esc(c['error'])}</li>")
-        elif c.get("commit"):
-            n = len(c.get("files") or ())
-            items.append(f"<li>target <code>{target}</code>: <code>{esc(str(c['commit'])[:10])}</code> on "
-                         f"<code>{esc(c.get('branch', ''))}</code> ({n} file{'s' if n != 1 else ''}"
-                         f"{', pushed' if c.get('pushed') else ''})</li>")
+    from ..render import commit_words
+
+    items = [f"<li>target <code>{esc(c.get('target', ''))}</code>: {esc(commit_words(c))}</li>"
+             for c in commits if commit_words(c)]
     return f'<h2 id="commits">Commits</h2><ul>{"".join(items)}</ul>'
 
 
