@@ -412,7 +412,7 @@ def _raw_inputs(data, sid: str):
 def _execute(pipeline, store, plan, states, previous, opts, out, hooks: RunHooks | None = None) -> dict:
     """Run the plan with the reporters the options ask for; record it."""
     from . import events as ev
-    from .reporters import JsonReporter, LogFileReporter, PlainReporter, RecordReporter
+    from .reporters import EventsFileReporter, JsonReporter, LogFileReporter, PlainReporter, RecordReporter
     from .scheduler import Scheduler
 
     hooks = hooks or RunHooks()
@@ -430,6 +430,7 @@ def _execute(pipeline, store, plan, states, previous, opts, out, hooks: RunHooks
         bus.subscribe(PlainReporter(out, opts.verbose))
     log = LogFileReporter(os.path.join(store.logs_dir(run_id), "run.log"))
     bus.subscribe(log)
+    bus.subscribe(EventsFileReporter(os.path.join(store.logs_dir(run_id), EventsFileReporter.FILE)))
     # Last: if the run's end cannot be saved (a full disk), the lines above are out first.
     bus.subscribe(RecordReporter(store.history, list(opts.argv)))
     jobs = opts.jobs or os.cpu_count() or 1

@@ -171,6 +171,32 @@ class LogFileReporter:
                 self._sanitize(step)
 
 
+class EventsFileReporter:
+    """The run's events as JSON lines in .amelia/logs/RUN/events.jsonl, as they happen (the
+    bus has redacted them): what `amelia ui` follows to show a run started in a terminal
+    live. A write that fails stops the file, never the run."""
+
+    FILE = "events.jsonl"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.file = None
+        self.failed = False
+
+    def __call__(self, e: ev.Event) -> None:
+        if self.failed:
+            return
+        try:
+            if self.file is None:
+                self.file = open(self.path, "a", encoding="utf-8")
+            self.file.write(json.dumps(e.to_dict(), default=str) + "\n")
+            self.file.flush()
+            if isinstance(e, ev.RunFinished):
+                self.file.close()
+        except OSError:
+            self.failed = True
+
+
 def commit_summary(e) -> str | None:
     """One line for a target's commit; None when nothing changed (said only when verbose)."""
     from ..render import commit_words

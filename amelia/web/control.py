@@ -72,7 +72,10 @@ class Broker:
 
     def event(self, e) -> None:
         """A reporter on the run's bus: events arrive redacted (Bus.emit)."""
-        d = json.loads(json.dumps(e.to_dict(), default=str))
+        self.event_dict(json.loads(json.dumps(e.to_dict(), default=str)))
+
+    def event_dict(self, d: dict) -> None:
+        """An event as its JSON form (from the bus, or a run's events.jsonl)."""
         with self.lock:
             cur = self.current
             if d["type"] == "run_started":
@@ -97,6 +100,88 @@ def _put(loop, q, item) -> None:
         loop.call_soon_threadsafe(q.put_nowait, item)
     except RuntimeError:  # that listener's loop is closed: it has gone
         pass
+
+
+class Follower:
+    """A run started elsewhere (`amelia run` in a terminal) shown live: while this ui runs
+    nothing, the newest run that is `running` in the history is followed through the
+    events its process writes to .amelia/logs/RUN/events.jsonl (reporters.EventsFileReporter),
+    each one published as if this ui ran it."""
+
+    POLL = 0.3  # seconds between looks for a run, and for new lines of one
+
+    def __init__(self, store, broker: Broker, busy):
+        self.store = store
+        self.broker = broker
+        self.busy = busy  # () -> bool: this ui's own run goes (its events come from its bus)
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.ended: set = set()  # runs followed to their end
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._loop, name="amelia-ui-follow", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.POLL):
+            if self.busy():
+                continue
+            try:
+                runs = self.store.history.runs(1)
+            except Exception:  # noqa: BLE001 - a busy or damaged state.db: look again later
+                continue
+            if runs and runs[0]["status"] == "running" and runs[0]["id"] not in self.ended:
+                self._follow(runs[0]["id"], runs[0]["file"])
+
+    def _follow(self, run_id: str, file: str) -> None:
+        import os
+
+        path = os.path.join(self.store.dir, "logs", run_id, "events.jsonl")
+        self.broker.begin(file)
+        offset, partial, quiet = 0, "", 0.0
+        while not self.stopping.wait(self.POLL / 3):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    f.seek(offset)
+                    data = f.read()
+                    offset = f.tell()
+            except FileNotFoundError:
+                data = ""
+            lines = (partial + data).split("\n")
+            partial = lines.pop()  # a line not written whole yet
+            quiet = 0.0 if data else quiet + self.POLL / 3
+            for line in lines:
+                try:
+                    d = json.loads(line)
+                except ValueError:
+                    continue
+                if d.get("run_id") != run_id or "type" not in d:
+                    continue
+                self.broker.event_dict(d)
+                if d["type"] == "run_finished":
+                    self._end(run_id, d.get("status", "ok"))
+                    return
+            if quiet >= 2.0:  # nothing new for a while: is it still running (or was it killed)?
+                quiet = 0.0
+                row = self._row(run_id)
+                if row is not None and row["status"] != "running":
+                    self._end(run_id, row["status"])
+                    return
+
+    def _row(self, run_id: str):
+        try:
+            return self.store.history.run(run_id)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _end(self, run_id: str, status: str) -> None:
+        self.ended.add(run_id)
+        self.broker.end(status, run_id=run_id)
 
 
 class Reporter:

@@ -76,6 +76,9 @@ class Ui:
         from .chat import ChatControl  # the chat page's answers (amelia/web/chat.py)
 
         self.chats = ChatControl(project, self.control.busy)
+        from .control import Follower  # a run started in a terminal, shown live too
+
+        self.follower = Follower(project.store, self.broker, self.control.busy)
 
     # -- who may call ---------------------------------------------------------------------
     def host_allowed(self, host_header: str) -> bool:
@@ -476,6 +479,7 @@ class UiServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._serve, name="amelia-ui-server", daemon=True)
         self.thread.start()
+        self.ui.follower.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
@@ -496,6 +500,7 @@ class UiServer:
     def stop(self) -> None:
         """Cancel the run (its steps stop as on Ctrl-C), end the listeners' streams, stop
         serving; idempotent."""
+        self.ui.follower.stop()
         self.ui.control.stop()
         self.ui.chats.stop()  # answers being written end (not kept), their threads joined
         self.ui.broker.close()

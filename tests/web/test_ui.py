@@ -384,3 +384,25 @@ def test_markup_from_the_store_never_runs_in_the_page(project, browser_page):  #
                 browser_page.wait_for_selector("details.checks")  # the page's script has run
             assert not visit.dialogs and not visit.errors and not visit.blocked, path
         assert EVIL_ID in browser_page.locator("table").first.inner_text()
+
+
+def test_a_run_started_in_a_terminal_shows_live_too(project, browser_page):  # noqa: F811
+    """`amelia run` in another process while the page is open: its events are followed from
+    .amelia/logs/RUN/events.jsonl, and the node changes state without a reload."""
+    with serving(project) as server:
+        open_url(browser_page, server.url)
+        page = browser_page
+        page.evaluate("window.__same_page = true")
+        proc = subprocess.Popen([sys.executable, "-m", "amelia", "run"], cwd=project.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            page.wait_for_selector('svg.dag g.node[data-step="prepare"].state-running', timeout=8000)
+            page.wait_for_selector('svg.dag g.node[data-step="summary"].state-ran', timeout=10000)
+        finally:
+            assert proc.wait(30) == 0
+        assert page.evaluate("window.__same_page") is True
+        state = run_ended(server)
+        assert state["status"] == "ok" and state["steps"]["summary"] == "ran"
+        # the ui's own run can start once the terminal's has ended (its lock released)
+        assert post(server, "/api/runs", {"file": "amelia.yaml"})[0] == 202
+        run_ended(server)
