@@ -63,19 +63,17 @@ def _changes_output(step: str, outputs: dict) -> str | None:
 
 def _object(store, digest: str) -> bytes:
     """An object's bytes, checked against its name (a corrupt one is never applied)."""
-    from .store.objects import hash_bytes, object_name
+    from .store.objects import CorruptObject, object_name
 
     name = object_name(digest)
     try:
-        with open(store.objects.path(name), "rb") as f:
-            data = f.read()
+        return store.objects.read_bytes(digest)
     except OSError:
         raise EnvironmentProblem(f"object {name[:12]} of the step's changes is missing from the store",
                                  hint="run the step again (`amelia run --force STEP`)") from None
-    if hash_bytes(data) != name:
+    except CorruptObject:
         raise EnvironmentProblem(f"object {name[:12]} of the step's changes is corrupt",
-                                 hint="`amelia cache verify` removes it; run the step again")
-    return data
+                                 hint="`amelia cache verify` removes it; run the step again") from None
 
 
 def _step_row(store, run_id: str, step: str):

@@ -167,3 +167,9 @@ def did_you_mean(word: str, choices) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""
+
+
+def shown(text: str) -> str:
+    """A name or path for a message: control characters (a newline, a NUL byte) escaped,
+    never printed raw."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

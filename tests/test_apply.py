@@ -13,12 +13,12 @@ import time
 
 import pytest
 
+from gitrepo import git
+
 RUN = "20990101-000000-abcd"
 BASE = "0123456789abcdef0123456789abcdef01234567"
 
 
-def git(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from gitrepo import git
+
 from conftest import assert_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "targets"
@@ -33,8 +35,6 @@ steps:
 """
 
 
-def git(cwd, *args) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
 def checkout(repo: Path) -> tuple:

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 
 from . import BadName, BranchInUse, GitProblem, MissingBase, NotARepository
-from .refs import base_problem, path_problem, ref_problem, remote_problem, target_name_problem
+from .refs import AUTHOR, base_problem, path_problem, ref_problem, remote_problem, target_name_problem
 
 FALLBACK_NAME = "amelia"
 FALLBACK_EMAIL = "amelia@localhost"
@@ -40,7 +40,6 @@ _LOCAL_ENV = (
 LOCAL_ENV = _LOCAL_ENV  # public: other git callers (amelia.include) remove the same variables
 _SAFE_CONFIG = ("core.hooksPath=/dev/null", "commit.gpgsign=false", "tag.gpgsign=false",
                 "core.fsmonitor=false")
-_AUTHOR = re.compile(r"([^<>\x00-\x1f\x7f]+?) <([^<>\s\x00-\x1f\x7f]+)>")
 
 
 @dataclass(frozen=True)
@@ -317,7 +316,7 @@ def _identity(wt: str, author: str | None) -> dict:
     parts the user has not configured (a CI box, a fresh container)."""
     env = {}
     if author is not None:
-        m = _AUTHOR.fullmatch(author) if isinstance(author, str) else None
+        m = AUTHOR.fullmatch(author) if isinstance(author, str) else None
         if not m or not m.group(1).strip():
             raise BadName(f"author {author!r} is not of the form 'Name <email>'",
                           "write it as `author: Jane Doe <jane@example.com>`")

@@ -121,11 +121,11 @@ class Includes:
             err(e.message, where, e.hint)
             return None
         if ref.kind == "local":
-            base = os.path.dirname(doc.file)
-            label = os.path.normpath(os.path.join(base, ref.path))
-            path = label if os.path.isabs(label) else os.path.abspath(label)
-            if doc.files_root and not os.path.isabs(ref.path):  # a recipe's own include: from its folder
-                path = os.path.normpath(os.path.join(doc.files_root, ref.path))
+            # relative to the including file: a recipe's own folder (also a git recipe's,
+            # whose label is its URL), else the pipeline file's
+            folder = doc.files_root or os.path.dirname(os.path.abspath(doc.file))
+            path = os.path.normpath(os.path.join(folder, ref.path))
+            label = os.path.relpath(path)  # for messages: from where you are
             if not os.path.isfile(path):
                 err(f"recipe '{text}' not found" + (f" ({path})" if path != os.path.abspath(text) else ""),
                     where, "a local recipe is a path relative to the file that includes it")

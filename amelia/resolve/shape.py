@@ -10,6 +10,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from .. import features, paths
+from ..errors import shown
 from ..steps import kind_of
 
 
@@ -178,12 +179,12 @@ def _path(text: str, p: tuple, output: bool, root: str, refs, err, memo: dict) -
     hint = "paths are relative to the project root and stay inside it"
     problem = paths.lexical_problem(rendered)
     if problem:
-        err(f"path '{_shown(rendered)}' {problem}", p, hint)
+        err(f"path '{shown(rendered)}' {problem}", p, hint)
         return None
     norm = paths.normalize(rendered)
     real = paths.real_pattern(norm, root, memo) if norm else norm
     if real is None:
-        err(f"path '{_shown(rendered)}' {paths.SYMLINK_ESCAPE}", p, hint)
+        err(f"path '{shown(rendered)}' {paths.SYMLINK_ESCAPE}", p, hint)
         return None
     problem = None if output else paths.glob_problem(norm)
     if problem:
@@ -202,9 +203,6 @@ def _path(text: str, p: tuple, output: bool, root: str, refs, err, memo: dict) -
     return norm, real
 
 
-def _shown(path: str) -> str:
-    """A path for a message: control characters (a NUL byte) escaped, never printed raw."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def check_output_clashes(shaped: dict, problems) -> None:

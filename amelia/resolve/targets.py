@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from ..errors import did_you_mean
+from ..errors import did_you_mean, shown
 from ..paths import git_top
 from ..git.refs import author_problem, base_problem, ref_problem, remote_problem, target_name_problem
 from ..spec import TargetConfig
@@ -30,7 +30,7 @@ def target_configs(doc, refs, root: str, err) -> dict:
         base = ("targets", name)
         problem = target_name_problem(name)
         if problem:
-            err(f"target name '{_shown(name)}' {problem}", base,
+            err(f"target name '{shown(name)}' {problem}", base,
                 "name it with letters, digits, '_' and '-', starting with a letter or '_'")
             continue
         ok = True
@@ -48,12 +48,12 @@ def target_configs(doc, refs, root: str, err) -> dict:
                 continue
             problem = check(text)
             if problem:
-                err(f"{key} '{_shown(text)}' {problem}", base + (key,), hint)
+                err(f"{key} '{shown(text)}' {problem}", base + (key,), hint)
                 ok = False
             values[key] = text
         author = data.get("author", "")
         if author and author_problem(author):
-            err(f"author '{_shown(author)}' {author_problem(author)}", base + ("author",),
+            err(f"author '{shown(author)}' {author_problem(author)}", base + ("author",),
                 "e.g. author: \"Amelia Bot <bot@example.com>\"")
             ok = False
         message = ""
@@ -63,7 +63,7 @@ def target_configs(doc, refs, root: str, err) -> dict:
                 ok = False
         other = next((n for n, t in out.items() if ok and t.branch == values.get("branch")), None)
         if other:
-            err(f"targets '{other}' and '{name}' both commit to branch '{_shown(values['branch'])}'",
+            err(f"targets '{other}' and '{name}' both commit to branch '{shown(values['branch'])}'",
                 base + ("branch",), "a branch has one worktree: give each target its own branch")
             ok = False
         if ok:
@@ -121,5 +121,3 @@ def _subdir(root: str) -> str:
     return "" if rel == "." else rel + "/"
 
 
-def _shown(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

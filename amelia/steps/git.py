@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..errors import shown
 from . import Resolved, StepError, StepResult
 
 ACTIONS = ("tag", "branch", "commit")
@@ -48,8 +49,6 @@ def key_material(config: GitConfig) -> dict:
     return {"git": asdict(config)}
 
 
-def _shown(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def resolve(ctx, sid: str, data: dict) -> Resolved:
@@ -74,7 +73,7 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
         else:
             problem = ref_problem(name)
             if problem:
-                ctx.err(f"{action} '{_shown(name)}' {problem}", at + (action,),
+                ctx.err(f"{action} '{shown(name)}' {problem}", at + (action,),
                         f"a {action} name such as "
                         f"{'v1.2 or release/${{ params.version }}' if action == 'tag' else 'release/1.x'}"
                         ": git's rules, no leading '-', no '..', spaces or control characters")
@@ -92,7 +91,7 @@ def resolve(ctx, sid: str, data: dict) -> Resolved:
             if problem is None and paths.is_glob(norm):
                 problem = "is a glob; a commit names files or folders"
             if problem:
-                ctx.err(f"path '{_shown(rendered)}' {problem}", where,
+                ctx.err(f"path '{shown(rendered)}' {problem}", where,
                         "name files or folders (ending in /) of the target's worktree, "
                         "relative to the project")
                 ok = False

@@ -253,6 +253,16 @@ class ObjectStore:
         for d in sorted({os.path.dirname(f) for f in files}):
             fsync_dir(d)
 
+    def read_bytes(self, digest: str) -> bytes:
+        """A file object's bytes, checked against its name (CorruptObject when they differ;
+        OSError when it is missing)."""
+        name = object_name(digest)
+        with open(self.path(name), "rb") as f:
+            data = f.read()
+        if hash_bytes(data) != name:
+            raise CorruptObject(digest)
+        return data
+
     def read_tree(self, digest: str, verify: bool = False) -> dict[str, str]:
         with open(self.path(digest), "rb") as f:
             data = f.read()
